@@ -1,0 +1,75 @@
+"""Wiring and shutdown: the store, the station, and the transports around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from types import TracebackType
+
+from bridge import __version__
+from bridge.config import Settings
+from bridge.mqtt_api import MqttApi
+from bridge.station import Station
+from bridge.store import Store
+from bridge.transport.mqtt import MqttTransport
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    """The running service: `async with Bridge(settings) as bridge: ...` (stops on exit)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.storage.path)
+        try:
+            self.station = Station(settings, self.store)
+        except BaseException:
+            self.store.close()
+            raise
+        self.mqtt_api = MqttApi(self.station.dispatcher)
+        self.mqtt = MqttTransport(
+            settings.mqtt, f"ocpp-bridge-{settings.station.id}", self.mqtt_api.handle
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Bridge:
+        self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+        log.info("ocpp-bridge %s started for station %s", __version__, self.settings.station.id)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.store.close()
+        log.info("ocpp-bridge stopped")
+
+    async def wait(self) -> None:
+        """Until a transport task ends on its own (it should not)."""
+        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Bridge(settings) as bridge:
+        stopping = asyncio.create_task(stop.wait())
+        running = asyncio.create_task(bridge.wait())
+        await asyncio.wait({stopping, running}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopping, running):
+            task.cancel()
+        if stop.is_set():
+            log.info("shutting down on signal")

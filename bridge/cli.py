@@ -1,0 +1,78 @@
+"""The `ocpp-bridge` command line (SPEC §3)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bridge import __version__
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocpp-bridge",
+        description="Charger-side OCPP 2.0.1 stack that talks to the OEM firmware over MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"ocpp-bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the service (logs to stderr)")
+    run.add_argument("--config", required=True, metavar="FILE.toml")
+
+    validate = commands.add_parser(
+        "validate", help="check MQTT message files against the bridge's schemas"
+    )
+    validate.add_argument("--action", metavar="NAME", help="OCPP action of response messages")
+    validate.add_argument("--json", action="store_true", help="one JSON result per message")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="'-' reads standard input")
+
+    health = commands.add_parser("health", help="exit 0 when the running service is up")
+    health.add_argument("--config", required=True, metavar="FILE.toml")
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("websockets", "aiomqtt", "paho"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _run(config: str) -> int:
+    from bridge.app import serve
+    from bridge.config import ConfigError, load_settings
+    from bridge.store import StoreError
+
+    try:
+        settings = load_settings(config)
+        setup_logging(settings.logging.level)
+        asyncio.run(serve(settings))
+    except (ConfigError, StoreError) as e:
+        print(f"ocpp-bridge: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "validate":
+        from bridge.validate import main as validate_main
+
+        return validate_main(args.files, action=args.action, as_json=args.json)
+    if args.command == "health":
+        from bridge.health import main as health_main
+
+        return health_main(args.config)
+    return EXIT_USAGE  # pragma: no cover - argparse requires a command

@@ -1,0 +1,121 @@
+"""Network connection profiles (B09, A05): the CSMS connections the station may use, by slot.
+
+Slots are the values of `OCPPCommCtrlr.NetworkConfigurationPriority`'s valuesList; the priority
+variable orders them. The `[csms]` section of the configuration fills slot 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge.station.device_model import DeviceModel, Rejection
+from bridge.store import Store
+
+log = logging.getLogger(__name__)
+
+PRIORITY = "OCPPCommCtrlr.NetworkConfigurationPriority"
+SECURITY_PROFILE = "SecurityCtrlr.SecurityProfile"
+CONFIG_SLOT = 1
+
+
+def check_connection_data(data: dict[str, Any], current_profile: int) -> Rejection | None:
+    """Is this NetworkConnectionProfileType usable by this station? None when it is."""
+    profile = data["securityProfile"]
+    if profile not in (0, 1, 2, 3):
+        return Rejection("InvalidValue", "securityProfile must be 0, 1, 2 or 3")
+    if profile < current_profile:
+        # A05.FR.xx / B09: the security profile of a connection is never lowered.
+        return Rejection(
+            "NoSecurityDowngrade",
+            f"securityProfile {profile} is lower than the current {current_profile}",
+        )
+    if data["ocppTransport"] != "JSON":
+        return Rejection("UnsupportedParam", "only the JSON transport (OCPP-J) is supported")
+    if data["ocppVersion"] != "OCPP20":
+        return Rejection("UnsupportedParam", "this station speaks OCPP 2.0.1 (ocppVersion OCPP20)")
+    url = data["ocppCsmsUrl"]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return Rejection("InvalidURL", "ocppCsmsUrl is not a valid URL")
+    del port
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        return Rejection("InvalidURL", "ocppCsmsUrl must be a ws:// or wss:// URL with a host")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return Rejection("InvalidURL", "ocppCsmsUrl must not carry credentials, query or fragment")
+    if profile >= 2 and parts.scheme != "wss":
+        return Rejection("InvalidURL", f"securityProfile {profile} needs a wss:// URL")
+    if profile <= 1 and parts.scheme != "ws":
+        return Rejection("InvalidURL", f"securityProfile {profile} uses a ws:// URL")
+    return None
+
+
+class NetworkProfiles:
+    """The stored network connection profiles, one per configuration slot."""
+
+    def __init__(self, store: Store, device_model: DeviceModel) -> None:
+        self._store = store
+        self._device_model = device_model
+        self._profiles: dict[int, dict[str, Any]] = {
+            slot: json.loads(data) for slot, data in store.network_profiles().items()
+        }
+        device_model.add_validator(PRIORITY, self._check_priority)
+
+    @property
+    def slots(self) -> list[int]:
+        """The configuration slots this station has (NetworkConfigurationPriority's valuesList)."""
+        values = self._device_model[PRIORITY].definition.values_list or ()
+        return [int(v) for v in values]
+
+    def get(self, slot: int) -> dict[str, Any] | None:
+        return self._profiles.get(slot)
+
+    def priority(self) -> list[int]:
+        """The slots in the order the station tries them; only slots that hold a profile."""
+        text = self._device_model.value(PRIORITY) or ""
+        return [int(s) for s in text.split(",") if s and int(s) in self._profiles]
+
+    def current_security_profile(self) -> int:
+        return self._device_model.int_value(SECURITY_PROFILE)
+
+    def set(self, slot: int, data: dict[str, Any]) -> Rejection | None:
+        """B09: validate and store a profile in its slot; the Rejection says why not."""
+        if slot not in self.slots:
+            return Rejection(
+                "InvalidValue",
+                f"configurationSlot must be one of {','.join(str(s) for s in self.slots)}",
+            )
+        why = check_connection_data(data, self.current_security_profile())
+        if why is not None:
+            return why
+        self.save(slot, data)
+        return None
+
+    def save(self, slot: int, data: dict[str, Any]) -> None:
+        self._store.save_network_profile(slot, json.dumps(data, sort_keys=True))
+        self._profiles[slot] = data
+        log.info(
+            "network profile slot %d: %s, security profile %d",
+            slot,
+            data["ocppCsmsUrl"],
+            data["securityProfile"],
+        )
+
+    def _check_priority(self, value: str) -> Rejection | None:
+        """A05: NetworkConfigurationPriority may only name slots that hold an acceptable profile."""
+        current = self.current_security_profile()
+        for slot in (int(s) for s in value.split(",") if s):
+            profile = self._profiles.get(slot)
+            if profile is None:
+                return Rejection("InvalidValue", f"slot {slot} holds no network profile")
+            if profile["securityProfile"] < current:
+                return Rejection(
+                    "NoSecurityDowngrade",
+                    f"slot {slot} uses securityProfile {profile['securityProfile']}, "
+                    f"lower than the current {current}",
+                )
+        return None

@@ -1,0 +1,156 @@
+"""Provisioning functional block (B): get and set variables (B05, B06), network profiles (B09)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from bridge.rpc import OcppError
+from bridge.station.components import Mutability
+from bridge.station.device_model import DeviceModel, Rejection, Variable
+from bridge.station.network_profiles import NetworkProfiles
+
+log = logging.getLogger(__name__)
+
+# The largest an item of getVariableData / setVariableData can be under its schema, in bytes; a
+# request with fewer items than BytesPerMessage / this cannot exceed the byte limit.
+_MAX_ITEM_BYTES = 1400
+
+
+def _check_message_limits(
+    device_model: DeviceModel, kind: str, items: list[Any], payload: Any
+) -> None:
+    """B05.FR.xx / B06.FR.xx: refuse a request over ItemsPerMessage or BytesPerMessage."""
+    items_limit = device_model.int_value(f"DeviceDataCtrlr.ItemsPerMessage[{kind}]")
+    if items_limit and len(items) > items_limit:
+        raise OcppError(
+            "OccurrenceConstraintViolation",
+            f"{kind} carries {len(items)} items; ItemsPerMessage[{kind}] is {items_limit}",
+            {"limit": items_limit},
+        )
+    bytes_limit = device_model.int_value(f"DeviceDataCtrlr.BytesPerMessage[{kind}]")
+    if bytes_limit and len(items) * _MAX_ITEM_BYTES > bytes_limit:
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > bytes_limit:
+            raise OcppError(
+                "FormatViolation",
+                f"{kind} is {size} bytes; BytesPerMessage[{kind}] is {bytes_limit}",
+                {"limit": bytes_limit},
+            )
+
+
+def _status_info(why: Rejection) -> dict[str, str]:
+    return {"reasonCode": why.reason, "additionalInfo": why.info}
+
+
+class Provisioning:
+    def __init__(self, device_model: DeviceModel, network_profiles: NetworkProfiles) -> None:
+        self.device_model = device_model
+        self.network_profiles = network_profiles
+
+    # B06: GetVariables
+
+    def get_variables(self, payload: dict[str, Any]) -> dict[str, Any]:
+        items = payload["getVariableData"]
+        _check_message_limits(self.device_model, "GetVariables", items, payload)
+        reporting_size = self.device_model.int_value("DeviceDataCtrlr.ReportingValueSize")
+        return {"getVariableResult": [self._get(item, reporting_size) for item in items]}
+
+    def _get(self, item: dict[str, Any], reporting_size: int) -> dict[str, Any]:
+        component, variable = item["component"], item["variable"]
+        attribute = item.get("attributeType", "Actual")
+        result: dict[str, Any] = {
+            "attributeStatus": "Accepted",
+            "component": component,
+            "variable": variable,
+            "attributeType": attribute,
+        }
+        found = self.device_model.lookup(component, variable)
+        if isinstance(found, str):
+            result["attributeStatus"] = found  # UnknownComponent / UnknownVariable
+        elif attribute not in found.definition.attributes:
+            result["attributeStatus"] = "NotSupportedAttributeType"
+        elif found.definition.mutability is Mutability.WriteOnly:
+            # B06.FR.xx: the value of a WriteOnly variable is never returned.
+            result["attributeStatus"] = "Rejected"
+            result["attributeStatusInfo"] = _status_info(
+                Rejection("WriteOnly", f"{found.key} is write-only")
+            )
+        else:
+            value = found.read(attribute)
+            if value is None:
+                result["attributeStatus"] = "Rejected"
+                result["attributeStatusInfo"] = _status_info(
+                    Rejection("NotFound", f"{found.key} has no {attribute} value")
+                )
+            else:
+                # ReportingValueSize: longer values are truncated to it.
+                result["attributeValue"] = value[:reporting_size] if reporting_size else value
+        return result
+
+    # B05: SetVariables
+
+    def set_variables(self, payload: dict[str, Any]) -> dict[str, Any]:
+        items = payload["setVariableData"]
+        _check_message_limits(self.device_model, "SetVariables", items, payload)
+        results: list[dict[str, Any]] = []
+        changes: list[tuple[Variable, str, str]] = []
+        for item in items:
+            result, change = self._set(item)
+            results.append(result)
+            if change is not None:
+                changes.append(change)
+        if changes:
+            try:
+                self.device_model.write(changes)
+            except Exception:
+                log.exception("storing SetVariables values failed")
+                raise OcppError(
+                    "InternalError", "The station could not store the new values; none was set"
+                ) from None
+            for variable, attribute, _ in changes:
+                # Never the value itself: it may be the BasicAuthPassword.
+                log.info("SetVariables: %s %s changed", variable.key, attribute)
+        return {"setVariableResult": results}
+
+    def _set(self, item: dict[str, Any]) -> tuple[dict[str, Any], tuple[Variable, str, str] | None]:
+        component, variable = item["component"], item["variable"]
+        attribute = item.get("attributeType", "Actual")
+        value = item["attributeValue"]
+        result: dict[str, Any] = {
+            "attributeStatus": "Accepted",
+            "component": component,
+            "variable": variable,
+            "attributeType": attribute,
+        }
+        found = self.device_model.lookup(component, variable)
+        if isinstance(found, str):
+            result["attributeStatus"] = found
+            return result, None
+        if attribute not in found.definition.attributes:
+            result["attributeStatus"] = "NotSupportedAttributeType"
+            return result, None
+        why: Rejection | None
+        if (
+            found.definition.mutability is Mutability.ReadOnly
+            or found.definition.source != "stored"
+        ):
+            why = Rejection("ReadOnly", f"{found.key} is read-only")
+        else:
+            why = self.device_model.check(found, value)
+        if why is not None:
+            result["attributeStatus"] = "Rejected"
+            result["attributeStatusInfo"] = _status_info(why)
+            return result, None
+        if found.definition.reboot_required:
+            result["attributeStatus"] = "RebootRequired"
+        return result, (found, attribute, value)
+
+    # B09: SetNetworkProfile
+
+    def set_network_profile(self, payload: dict[str, Any]) -> dict[str, Any]:
+        why = self.network_profiles.set(payload["configurationSlot"], payload["connectionData"])
+        if why is None:
+            return {"status": "Accepted"}
+        return {"status": "Rejected", "statusInfo": _status_info(why)}

@@ -1,0 +1,204 @@
+"""The one store: SQLite in WAL mode, with an explicit schema version and migrations.
+
+Everything that must survive a power cut goes through here: device-model values, installed
+certificates, network connection profiles. Each write is one transaction (`synchronous=FULL`),
+so after a crash every value is either the old or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from bridge.timeutil import ocpp_timestamp
+
+# Each entry migrates the schema from version N to N+1; never edit a released one, append.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE variable_attribute (
+        variable TEXT NOT NULL,            -- "Component[instance].Variable[instance]"
+        type     TEXT NOT NULL,            -- Actual, Target, MinSet, MaxSet
+        value    TEXT NOT NULL,
+        PRIMARY KEY (variable, type)
+    ) WITHOUT ROWID;
+    CREATE TABLE config_applied (          -- which configuration value was applied last, per key
+        key    TEXT PRIMARY KEY,
+        digest TEXT NOT NULL               -- SHA-256: the value itself may be a password
+    ) WITHOUT ROWID;
+    CREATE TABLE certificate (
+        id               INTEGER PRIMARY KEY,
+        certificate_type TEXT NOT NULL,
+        der              BLOB NOT NULL,
+        parent_id        INTEGER REFERENCES certificate(id) ON DELETE CASCADE,
+        installed_at     TEXT NOT NULL
+    );
+    CREATE INDEX certificate_parent ON certificate(parent_id);
+    CREATE TABLE network_profile (
+        slot            INTEGER PRIMARY KEY,
+        connection_data TEXT NOT NULL      -- NetworkConnectionProfileType as JSON
+    );
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message names storage.path."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCertificate:
+    id: int
+    certificate_type: str
+    der: bytes
+    parent_id: int | None
+
+
+class Store:
+    """A SQLite database file owned by this process."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.path.exists():
+                # The file holds the BasicAuthPassword: readable by this user only.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"storage.path: cannot open {self.path}: {e}") from None
+        try:
+            self._configure()
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise StoreError(f"storage.path: {self.path} is not a usable database: {e}") from None
+
+    def _configure(self) -> None:
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=5000")
+        (check,) = db.execute("PRAGMA quick_check").fetchone()
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+        mode = stat.S_IMODE(self.path.stat().st_mode)
+        if mode & 0o077:
+            self.path.chmod(0o600)
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"it was written by a newer ocpp-bridge (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); restore a backup or upgrade"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction() as db:
+                for statement in _statements(MIGRATIONS[target - 1]):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={target}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable write: everything in the block commits, or nothing does."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+    # --- device model values
+
+    def variable_values(self) -> dict[tuple[str, str], str]:
+        rows = self._db.execute("SELECT variable, type, value FROM variable_attribute")
+        return {(variable, kind): value for variable, kind, value in rows}
+
+    def save_variable_values(
+        self, values: Iterable[tuple[str, str, str]], applied: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Write (variable, attribute type, value) rows and the config digests they came from."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO variable_attribute(variable, type, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(variable, type) DO UPDATE SET value = excluded.value",
+                values,
+            )
+            db.executemany(
+                "INSERT INTO config_applied(key, digest) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET digest = excluded.digest",
+                applied,
+            )
+
+    def applied_config(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, digest FROM config_applied").fetchall())
+
+    # --- certificates
+
+    def certificates(self) -> list[StoredCertificate]:
+        rows = self._db.execute(
+            "SELECT id, certificate_type, der, parent_id FROM certificate ORDER BY id"
+        )
+        return [StoredCertificate(*row) for row in rows]
+
+    def add_certificates(self, certificate_type: str, chain: list[bytes]) -> list[int]:
+        """Store a certificate (chain[0]) and its child certificates (chain[1:])."""
+        installed_at = ocpp_timestamp()
+        ids: list[int] = []
+        with self.transaction() as db:
+            for der in chain:
+                cursor = db.execute(
+                    "INSERT INTO certificate(certificate_type, der, parent_id, installed_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (certificate_type, der, ids[0] if ids else None, installed_at),
+                )
+                assert cursor.lastrowid is not None
+                ids.append(cursor.lastrowid)
+        return ids
+
+    def delete_certificate(self, certificate_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM certificate WHERE id = ?", (certificate_id,))
+
+    # --- network connection profiles
+
+    def network_profiles(self) -> dict[int, str]:
+        return dict(self._db.execute("SELECT slot, connection_data FROM network_profile"))
+
+    def save_network_profile(self, slot: int, connection_data: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO network_profile(slot, connection_data) VALUES (?, ?) "
+                "ON CONFLICT(slot) DO UPDATE SET connection_data = excluded.connection_data",
+                (slot, connection_data),
+            )
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (executescript would commit on its own)."""
+    out, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line.split("--", 1)[0] + ("\n" if line.endswith("\n") else "")
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                out.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        out.append(buffer.strip())
+    return out

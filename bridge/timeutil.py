@@ -1,0 +1,22 @@
+"""OCPP timestamps: UTC, at most 3 fractional digits, 'Z' suffix (some CSMSs reject more digits)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def ocpp_timestamp(moment: datetime | None = None) -> str:
+    """Format `moment` (default: now) as `2026-11-22T10:00:00.123Z`."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """Parse an RFC 3339 date-time; None when it is not one. Naive values are rejected."""
+    if len(text) < 20 or text[10] not in "Tt":
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
