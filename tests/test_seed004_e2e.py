@@ -1,4 +1,4 @@
-"""Seed 004's ocpp_message examples, verbatim (fresh ids), through a real Mosquitto and the bridge."""
+"""Seed 004's ocpp_message examples, verbatim with fresh ids, through Mosquitto and the bridge."""
 
 from __future__ import annotations
 
