@@ -21,6 +21,9 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import load_settings
+from bridge.rpc import CallResult
+from bridge.station import Station
+from bridge.store import Store
 
 # Seed 004's examples as strict JSON (copied from shared/examples/ocpp_message).
 EXAMPLES = Path(__file__).resolve().parent / "examples" / "ocpp_message"
@@ -129,6 +132,18 @@ path = "{path.parent / "bridge.db"}"
 """
     )
     return path
+
+
+def make_station(tmp_path: Path, **config: str) -> Station:
+    """A Station over a fresh store in tmp_path (no broker, no CSMS); config as in write_config."""
+    settings = load_settings(write_config(tmp_path / "bridge.toml", None, **config))
+    return Station(settings, Store(settings.storage.path))
+
+
+async def ocpp_call(station: Station, action: str, payload: dict[str, Any]) -> Any:
+    """Run a CALL through the station's dispatcher; the CallResult payload or the CallError."""
+    result = await station.dispatcher.call("ocpp2.0.1", action, payload)
+    return result.payload if isinstance(result, CallResult) else result
 
 
 @pytest.fixture

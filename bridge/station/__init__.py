@@ -38,8 +38,14 @@ class Station:
         dm.bind("ChargingStation.VendorName", lambda: station.vendor)
         dm.bind("ClockCtrlr.DateTime", ocpp_timestamp)
         dm.add_validator(PASSWORD, check_password)
-        self.network_profiles = NetworkProfiles(store, dm)
         self.certificates = CertificateStore(store, dm)
+        csms = settings.csms
+        self.network_profiles = NetworkProfiles(
+            store,
+            dm,
+            has_csms_root=lambda: bool(csms.ca_file or self.certificates.trust_anchors()),
+            has_client_certificate=lambda: bool(csms.client_cert and csms.client_key),
+        )
         self.security = Security(self.certificates)
         self.provisioning = Provisioning(dm, self.network_profiles)
         self._apply_configuration()

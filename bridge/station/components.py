@@ -199,6 +199,7 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
         source="runtime",
         constant=True,
     ),
+    # ReadWrite in the reference; here the OEM's fault reports own it, not the CSMS.
     _var("ChargingStation", "Problem", T.boolean, "false", mutability=RO, source="runtime"),
     # ClockCtrlr (B, heartbeat time source)
     _var("ClockCtrlr", "DateTime", T.dateTime, None, mutability=RO, source="runtime"),
@@ -292,12 +293,14 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
         instance="TransactionEvent",
         min_limit=0,
     ),
-    _var(
+    # B10.FR.01: a new priority is used from the next start (or Reset): RebootRequired.
+    VariableDef(
         "OCPPCommCtrlr",
         "NetworkConfigurationPriority",
         T.SequenceList,
-        "1",
-        values=NETWORK_SLOTS,
+        default="1",
+        values_list=NETWORK_SLOTS,
+        reboot_required=True,
     ),
     _var("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", T.integer, "3", min_limit=1),
     _var("OCPPCommCtrlr", "OfflineThreshold", T.integer, "60", unit="s", min_limit=0),
@@ -338,6 +341,7 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
     ),
     # SecurityCtrlr (A, M)
     _var("SecurityCtrlr", "AdditionalRootCertificateCheck", T.boolean, "false", mutability=RO),
+    # No default: a well-known default password is a vulnerability; [csms] password sets it.
     _var(
         "SecurityCtrlr",
         "BasicAuthPassword",
@@ -367,6 +371,7 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
         constant=True,
     ),
     _var("SecurityCtrlr", "MaxCertificateChainSize", T.integer, "10000", mutability=RO),
+    # Both from the configuration: [station] vendor and [csms] security_profile.
     _var("SecurityCtrlr", "OrganizationName", T.string, None, max_limit=50),
     _var(
         "SecurityCtrlr", "SecurityProfile", T.integer, "0", mutability=RO, min_limit=0, max_limit=3

@@ -118,8 +118,11 @@ class Variable:
         return out
 
 
-_INTEGER = re.compile(r"[+-]?\d{1,18}")
-_DECIMAL = re.compile(r"[+-]?(\d{1,18}(\.\d{0,12})?|\.\d{1,12})")
+# OCPP 2.0.1 part 2, 2.1.4 primitive types: integers are 32-bit, "no leading 0's, no plus sign";
+# decimals sent to a Charging Station have at most 6 decimal places.
+_INTEGER = re.compile(r"-?(0|[1-9]\d{0,9})")
+_INT32 = (-(2**31), 2**31 - 1)
+_DECIMAL = re.compile(r"-?\d{1,15}(\.\d{1,6})?")
 _KEY = re.compile(
     r"(?P<component>[A-Za-z0-9_-]+)(?:\[(?P<component_instance>[^\]]+)\])?"
     r"\.(?P<variable>[A-Za-z0-9_-]+)(?:\[(?P<variable_instance>[^\]]+)\])?"
@@ -131,12 +134,12 @@ def check_value(definition: VariableDef, value: str) -> Rejection | None:
     kind = definition.data_type
     number: Decimal | None = None
     if kind is DataType.integer:
-        if not _INTEGER.fullmatch(value):
-            return Rejection("InvalidValue", "must be an integer")
+        if not _INTEGER.fullmatch(value) or not _INT32[0] <= int(value) <= _INT32[1]:
+            return Rejection("InvalidValue", "must be a 32-bit integer without sign or leading 0")
         number = Decimal(value)
     elif kind is DataType.decimal:
         if not _DECIMAL.fullmatch(value):
-            return Rejection("InvalidValue", "must be a decimal number")
+            return Rejection("InvalidValue", "must be a decimal number with at most 6 decimals")
         number = Decimal(value)
     elif kind is DataType.boolean:
         if value not in ("true", "false"):
@@ -169,13 +172,6 @@ def check_value(definition: VariableDef, value: str) -> Rejection | None:
         if definition.max_limit is not None and len(value) > definition.max_limit:
             return Rejection("ValueTooHigh", f"must be at most {definition.max_limit} characters")
     return None
-
-
-def canonical(definition: VariableDef, value: str) -> str:
-    """The stored form of an accepted value (integers without sign or leading zeros)."""
-    if definition.data_type is DataType.integer:
-        return str(int(value))
-    return value
 
 
 class UnknownKey(Exception):
@@ -319,16 +315,15 @@ class DeviceModel:
         Values must already be checked. If the store fails, nothing changes and the error rises.
         """
         stored = [
-            (v.key, attribute, canonical(v.definition, value))
+            (v.key, attribute, value)
             for v, attribute, value in changes
             if v.definition.source == "stored"
         ]
         self._store.save_variable_values(stored, applied)
         for variable, attribute, value in changes:
-            new = canonical(variable.definition, value)
-            if variable.values.get(attribute) != new:
-                variable.values[attribute] = new
-                self._notify(variable, attribute, new)
+            if variable.values.get(attribute) != value:
+                variable.values[attribute] = value
+                self._notify(variable, attribute, value)
 
     def _notify(self, variable: Variable, attribute: str, value: str) -> None:
         for listener in self._listeners:

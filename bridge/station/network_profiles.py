@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,11 +56,23 @@ def check_connection_data(data: dict[str, Any], current_profile: int) -> Rejecti
 
 
 class NetworkProfiles:
-    """The stored network connection profiles, one per configuration slot."""
+    """The stored network connection profiles, one per configuration slot.
 
-    def __init__(self, store: Store, device_model: DeviceModel) -> None:
+    `has_csms_root` and `has_client_certificate` tell whether the TLS prerequisites of security
+    profiles 2 and 3 are met (A05.FR.02/03).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        device_model: DeviceModel,
+        has_csms_root: Callable[[], bool] = lambda: False,
+        has_client_certificate: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._store = store
         self._device_model = device_model
+        self._has_csms_root = has_csms_root
+        self._has_client_certificate = has_client_certificate
         self._profiles: dict[int, dict[str, Any]] = {
             slot: json.loads(data) for slot, data in store.network_profiles().items()
         }
@@ -82,18 +95,18 @@ class NetworkProfiles:
     def current_security_profile(self) -> int:
         return self._device_model.int_value(SECURITY_PROFILE)
 
-    def set(self, slot: int, data: dict[str, Any]) -> Rejection | None:
-        """B09: validate and store a profile in its slot; the Rejection says why not."""
-        if slot not in self.slots:
+    def check(self, slot: int, data: dict[str, Any]) -> Rejection | None:
+        """B09: may this profile be stored in this slot? The Rejection says why not.
+
+        TLS prerequisites are not checked here but when the priority names the slot (A05; the
+        CSMS may install the certificates in between, as OCTT TC_A_20/21 do).
+        """
+        if slot not in self.slots:  # B09.FR.05
             return Rejection(
-                "InvalidValue",
+                "InvalidConfSlot",
                 f"configurationSlot must be one of {','.join(str(s) for s in self.slots)}",
             )
-        why = check_connection_data(data, self.current_security_profile())
-        if why is not None:
-            return why
-        self.save(slot, data)
-        return None
+        return check_connection_data(data, self.current_security_profile())
 
     def save(self, slot: int, data: dict[str, Any]) -> None:
         self._store.save_network_profile(slot, json.dumps(data, sort_keys=True))
@@ -106,16 +119,22 @@ class NetworkProfiles:
         )
 
     def _check_priority(self, value: str) -> Rejection | None:
-        """A05: NetworkConfigurationPriority may only name slots that hold an acceptable profile."""
+        """B10.FR.02, A05: the priority may only name slots with a usable profile."""
         current = self.current_security_profile()
         for slot in (int(s) for s in value.split(",") if s):
             profile = self._profiles.get(slot)
             if profile is None:
                 return Rejection("InvalidValue", f"slot {slot} holds no network profile")
-            if profile["securityProfile"] < current:
+            level = profile["securityProfile"]
+            if level < current:  # A00.FR.005: never lowered through OCPP
                 return Rejection(
                     "NoSecurityDowngrade",
-                    f"slot {slot} uses securityProfile {profile['securityProfile']}, "
-                    f"lower than the current {current}",
+                    f"slot {slot} uses securityProfile {level}, lower than the current {current}",
+                )
+            if level > current and level >= 2 and not self._has_csms_root():  # A05.FR.02
+                return Rejection("NoCert", f"slot {slot} needs TLS but no CSMS root is installed")
+            if level > current and level == 3 and not self._has_client_certificate():  # A05.FR.03
+                return Rejection(
+                    "NoCert", f"slot {slot} needs a Charging Station certificate (profile 3)"
                 )
         return None

@@ -13,10 +13,6 @@ from bridge.station.network_profiles import NetworkProfiles
 
 log = logging.getLogger(__name__)
 
-# The largest an item of getVariableData / setVariableData can be under its schema, in bytes; a
-# request with fewer items than BytesPerMessage / this cannot exceed the byte limit.
-_MAX_ITEM_BYTES = 1400
-
 
 def _check_message_limits(
     device_model: DeviceModel, kind: str, items: list[Any], payload: Any
@@ -30,7 +26,8 @@ def _check_message_limits(
             {"limit": items_limit},
         )
     bytes_limit = device_model.int_value(f"DeviceDataCtrlr.BytesPerMessage[{kind}]")
-    if bytes_limit and len(items) * _MAX_ITEM_BYTES > bytes_limit:
+    if bytes_limit:
+        # Measured, not estimated: customData objects may carry anything.
         size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
         if size > bytes_limit:
             raise OcppError(
@@ -78,15 +75,10 @@ class Provisioning:
                 Rejection("WriteOnly", f"{found.key} is write-only")
             )
         else:
-            value = found.read(attribute)
-            if value is None:
-                result["attributeStatus"] = "Rejected"
-                result["attributeStatusInfo"] = _status_info(
-                    Rejection("NotFound", f"{found.key} has no {attribute} value")
-                )
-            else:
-                # ReportingValueSize: longer values are truncated to it.
-                result["attributeValue"] = value[:reporting_size] if reporting_size else value
+            # B06.FR.13: a supported attribute without a value reads as the empty string.
+            value = found.read(attribute) or ""
+            # ReportingValueSize: longer values are truncated to it.
+            result["attributeValue"] = value[:reporting_size] if reporting_size else value
         return result
 
     # B05: SetVariables
@@ -144,13 +136,19 @@ class Provisioning:
             result["attributeStatusInfo"] = _status_info(why)
             return result, None
         if found.definition.reboot_required:
-            result["attributeStatus"] = "RebootRequired"
+            result["attributeStatus"] = "RebootRequired"  # e.g. B10.FR.01
         return result, (found, attribute, value)
 
     # B09: SetNetworkProfile
 
     def set_network_profile(self, payload: dict[str, Any]) -> dict[str, Any]:
-        why = self.network_profiles.set(payload["configurationSlot"], payload["connectionData"])
-        if why is None:
-            return {"status": "Accepted"}
-        return {"status": "Rejected", "statusInfo": _status_info(why)}
+        slot, data = payload["configurationSlot"], payload["connectionData"]
+        why = self.network_profiles.check(slot, data)
+        if why is not None:
+            return {"status": "Rejected", "statusInfo": _status_info(why)}  # B09.FR.02/04/05
+        try:
+            self.network_profiles.save(slot, data)
+        except Exception:
+            log.exception("storing network profile slot %d failed", slot)
+            return {"status": "Failed"}  # B09.FR.03
+        return {"status": "Accepted"}  # B09.FR.01

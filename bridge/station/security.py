@@ -15,6 +15,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
@@ -129,15 +130,17 @@ class CertificateStore:
             return "Rejected", problem
         der = certificate.public_bytes(Encoding.DER)
         if any(i.row.der == der for i in self.installed(certificate_type)):
-            return "Accepted", None  # already installed: nothing to do
+            return "Accepted", None  # M05.FR.17: already installed, nothing to replace
         capacity = self._device_model["SecurityCtrlr.CertificateEntries"].definition.max_limit
-        if capacity is not None and len(self._installed) >= capacity:
-            return "Failed", Rejection("OutOfStorage", f"at most {capacity} certificates fit")
+        if capacity is not None and len(self._installed) >= capacity:  # M05.FR.06
+            return "Rejected", Rejection("OutOfStorage", f"at most {capacity} certificates fit")
         try:
             self._store.add_certificates(certificate_type, [der])
         except Exception:
             log.exception("storing a %s failed", certificate_type)
-            return "Failed", Rejection("OutOfStorage", "the certificate could not be stored")
+            return "Failed", Rejection(
+                "OutOfStorage", "the certificate could not be stored"
+            )  # FR.03
         self._reload()
         log.info(
             "installed %s %s (serial %x)",
@@ -193,11 +196,18 @@ class CertificateStore:
 
 
 def _check_root(certificate: x509.Certificate) -> Rejection | None:
+    """M05.FR.07: an invalid certificate is Rejected. OCPP leaves "invalid" open; a root here must
+    be in its validity period, have a strong enough key, be a CA and be self-signed."""
     now = datetime.now(UTC)
     if certificate.not_valid_after_utc < now:
         return Rejection("InvalidCertificate", "the certificate has expired")
     if certificate.not_valid_before_utc > now:
         return Rejection("InvalidCertificate", "the certificate is not valid yet")
+    key = certificate.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:  # A00.FR.502
+        return Rejection("InvalidCertificate", "an RSA key must have at least 2048 bits")
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < 224:  # A00.FR.503
+        return Rejection("InvalidCertificate", "an EC key must have at least 224 bits")
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
