@@ -1,0 +1,34 @@
+# Sourced by scripts/quickstart and scripts/test: install Mosquitto and the project.
+# Sets PY to the Python that has the project installed.
+# Usage: install_project EXTRAS   (e.g. "" or "[test]")
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+install_mosquitto() {
+  if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    echo "installing Mosquitto (Debian packages mosquitto, mosquitto-clients)" >&2
+    apt_install mosquitto mosquitto-clients
+  fi
+}
+
+install_project() {
+  local extras=$1
+  PY=python3
+  if [ -z "${VIRTUAL_ENV:-}" ] && python3 - <<'PYEOF'
+import os, sys, sysconfig
+sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)
+PYEOF
+  then
+    # Debian's own Python refuses pip installs (PEP 668): use a virtual environment.
+    if [ ! -x .venv/bin/python ]; then
+      python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
+    fi
+    PY=.venv/bin/python
+  fi
+  "$PY" -m pip install -q --disable-pip-version-check -e ".${extras}"
+}
