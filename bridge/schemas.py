@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from bridge.timeutil import parse_timestamp
 
+_rs: Any
 try:  # pragma: no cover - which branch runs depends on the platform
     import jsonschema_rs as _rs
 except ImportError:  # pragma: no cover
@@ -164,11 +165,11 @@ def _compile_rs(schema: dict[str, Any]) -> Validate:
             if keyword == "falseSchema":
                 keyword = "false"
             if keyword == "required":
-                detail: Any = kind.property
+                detail: Any = getattr(kind, "property", None)
             elif keyword == "additionalProperties":
-                detail = kind.unexpected
+                detail = getattr(kind, "unexpected", ())
             elif keyword == "type":
-                detail = kind.types
+                detail = getattr(kind, "types", ())
             else:
                 detail = getattr(kind, "value", None)
             errors.append(SchemaError(tuple(e.instance_path), keyword, _message(keyword, detail)))
@@ -180,7 +181,7 @@ def _compile_rs(schema: dict[str, Any]) -> Validate:
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def is_uuid(text: object) -> bool:
+def is_uuid(text: object) -> TypeGuard[str]:
     """RFC 4122 text form, 8-4-4-4-12 hex digits."""
     return isinstance(text, str) and _UUID.fullmatch(text) is not None
 

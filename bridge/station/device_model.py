@@ -198,11 +198,11 @@ class DeviceModel:
         self._validators: dict[str, list[Validator]] = {}
         self._listeners: list[Listener] = []
         for (key, attribute), value in store.variable_values().items():
-            variable = self._by_key.get(key.casefold())
-            if variable is None or attribute not in variable.definition.attributes:
+            stored = self._by_key.get(key.casefold())
+            if stored is None or attribute not in stored.definition.attributes:
                 log.warning("store holds %s/%s, which this version does not know", key, attribute)
                 continue
-            variable.values[attribute] = value
+            stored.values[attribute] = value
 
     @classmethod
     def build(cls, evses: list[int], store: Store) -> DeviceModel:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -25,7 +26,11 @@ from bridge.store import Store, StoredCertificate
 
 log = logging.getLogger(__name__)
 
-HASH_ALGORITHMS: Final = {"SHA256": hashes.SHA256, "SHA384": hashes.SHA384, "SHA512": hashes.SHA512}
+HASH_ALGORITHMS: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
+    "SHA256": hashes.SHA256,
+    "SHA384": hashes.SHA384,
+    "SHA512": hashes.SHA512,
+}
 REPORTED_HASH: Final = "SHA256"
 
 # InstallCertificateUseEnumType: the root certificates a CSMS installs with InstallCertificate.
@@ -67,7 +72,7 @@ def hash_data(
 
 
 def _same_hash_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return (
+    return bool(
         a["issuerNameHash"].lower() == b["issuerNameHash"].lower()
         and a["issuerKeyHash"].lower() == b["issuerKeyHash"].lower()
         and a["serialNumber"].lower().lstrip("0") == b["serialNumber"].lower().lstrip("0")
