@@ -13,6 +13,7 @@ from bridge.config import Settings
 from bridge.mqtt_api import MqttApi
 from bridge.station import Station
 from bridge.store import Store
+from bridge.transport.csms import CsmsLink
 from bridge.transport.mqtt import MqttTransport
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,14 @@ class Bridge:
         self.mqtt = MqttTransport(
             settings.mqtt, f"ocpp-bridge-{settings.station.id}", self.mqtt_api.handle
         )
+        registration = self.station.registration
+        self.csms = CsmsLink(self.station, settings, registration.handle_call, registration.run)
+        registration.on_accepted.append(self.csms.confirm)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Bridge:
         self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+        self._tasks.append(asyncio.create_task(self.csms.run(), name="csms"))
         log.info("ocpp-bridge %s started for station %s", __version__, self.settings.station.id)
         return self
 

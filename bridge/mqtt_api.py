@@ -6,11 +6,13 @@ publishes whatever comes back on the response topic. Nothing here raises.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge import envelope, schemas
-from bridge.rpc import CallError
+from bridge.rpc import CallError, CallResult
 from bridge.station.dispatcher import STATION_VERSION, Dispatcher, schema_call_error
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ OCPP_MESSAGE = "ocpp_message"
 class MqttApi:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
+        self._follow_ups: set[asyncio.Task[None]] = set()
         self._envelope = schemas.envelope_validator("envelope")
         self._ocpp_request = schemas.envelope_validator("ocpp_message.request")
 
@@ -63,6 +66,10 @@ class MqttApi:
         data = message.body["data"]
         version = data["ocpp_version"]
         result = await self.dispatcher.call(version, data["message_name"], data["payload"])
+        if isinstance(result, CallResult) and result.follow_up is not None:
+            task = asyncio.create_task(_run(result.follow_up))
+            self._follow_ups.add(task)
+            task.add_done_callback(self._follow_ups.discard)
         if isinstance(result, CallError):
             log.info("ocpp_message %s %s: %s", message.id, data["message_name"], result.code)
         return envelope.response(message.id, OCPP_MESSAGE, envelope.ocpp_data(result, version))
@@ -77,3 +84,11 @@ class MqttApi:
         return envelope.response(
             message.id, envelope.response_name(message.name), envelope.ocpp_data(error, version)
         )
+
+
+async def _run(follow_up: Callable[[], Awaitable[None]]) -> None:
+    """Work a request started (e.g. the message a TriggerMessage asked for): never raises."""
+    try:
+        await follow_up()
+    except Exception:
+        log.exception("follow-up of an ocpp_message failed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -27,6 +28,17 @@ DESCRIPTION_MAX: Final = 255
 @dataclass(frozen=True, slots=True)
 class CallResult:
     payload: dict[str, Any]
+    # Work to start once the response is on its way (e.g. the message a TriggerMessage asked for:
+    # F06.FR.04 wants the response first). Both doors run it after sending the response.
+    follow_up: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler returns when it has follow-up work: the payload and that work."""
+
+    payload: dict[str, Any]
+    follow_up: Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,6 +181,10 @@ class Store:
     def network_profiles(self) -> dict[int, str]:
         return dict(self._db.execute("SELECT slot, connection_data FROM network_profile"))
 
+    def delete_network_profiles(self, slots: list[int]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM network_profile WHERE slot = ?", [(s,) for s in slots])
+
     def save_network_profile(self, slot: int, connection_data: str) -> None:
         with self.transaction() as db:
             db.execute(

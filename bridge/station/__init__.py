@@ -7,13 +7,17 @@ import hashlib
 import logging
 
 from bridge.config import ConfigError, Settings, device_model_text
+from bridge.station.availability import Availability
+from bridge.station.boot import Registration
 from bridge.station.device_model import DeviceModel, UnknownKey, Variable
 from bridge.station.dispatcher import Dispatcher
 from bridge.station.network_profiles import CONFIG_SLOT, NetworkProfiles, check_connection_data
+from bridge.station.outbox import Outbox
 from bridge.station.provisioning import Provisioning
+from bridge.station.reports import Reports
 from bridge.station.security import CertificateStore, Security, check_password
 from bridge.store import Store
-from bridge.timeutil import ocpp_timestamp
+from bridge.timeutil import Clock
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +36,13 @@ class Station:
         self.settings = settings
         self.store = store
         station = settings.station
+        self.clock = Clock()
+        self.outbox = Outbox()
         self.device_model = dm = DeviceModel.build(station.evses, store)
         dm.bind("SecurityCtrlr.Identity", lambda: station.id)
         dm.bind("ChargingStation.Model", lambda: station.model)
         dm.bind("ChargingStation.VendorName", lambda: station.vendor)
-        dm.bind("ClockCtrlr.DateTime", ocpp_timestamp)
+        dm.bind("ClockCtrlr.DateTime", self.clock.timestamp)
         dm.add_validator(PASSWORD, check_password)
         self.certificates = CertificateStore(store, dm)
         csms = settings.csms
@@ -51,10 +57,18 @@ class Station:
         self._apply_configuration()
 
         self.dispatcher = Dispatcher()
+        self.availability = Availability(dm, station.evses, self.clock)
+        self.registration = Registration(
+            station, dm, self.availability, self.dispatcher, self.outbox, self.clock
+        )
+        self.reports = Reports(dm, self.outbox, self.clock)
         for action, handler in (
             ("GetVariables", self.provisioning.get_variables),
             ("SetVariables", self.provisioning.set_variables),
             ("SetNetworkProfile", self.provisioning.set_network_profile),
+            ("GetBaseReport", self.reports.get_base_report),
+            ("GetReport", self.reports.get_report),
+            ("TriggerMessage", self.registration.trigger_message),
             ("InstallCertificate", self.security.install_certificate),
             ("GetInstalledCertificateIds", self.security.get_installed_certificate_ids),
             ("DeleteCertificate", self.security.delete_certificate),

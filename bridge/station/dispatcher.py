@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge import schemas
-from bridge.rpc import CallError, CallResult, OcppError
+from bridge.rpc import CallError, CallResult, OcppError, Reply
 
 log = logging.getLogger(__name__)
 
 Payload = dict[str, Any]
-Handler = Callable[[Payload], Payload | Awaitable[Payload]]
+Handler = Callable[[Payload], Payload | Reply | Awaitable[Payload | Reply]]
 
 STATION_VERSION = "ocpp2.0.1"
 
@@ -101,10 +101,15 @@ class Dispatcher:
         errors = schemas.ocpp_validator(version, action)(payload)
         if errors:
             return schema_call_error(errors, f"{action} payload")
+        follow_up = None
         try:
-            result = handler(payload)
-            if inspect.isawaitable(result):
-                result = await result
+            returned = handler(payload)
+            if inspect.isawaitable(returned):
+                returned = await returned
+            if isinstance(returned, Reply):
+                result, follow_up = returned.payload, returned.follow_up
+            else:
+                result = returned
         except OcppError as e:
             return e.error
         except Exception:
@@ -118,7 +123,7 @@ class Dispatcher:
                 "; ".join(e.sentence() for e in response_errors[:5]),
             )
             return CallError("InternalError", f"The station built an invalid {action} response")
-        return CallResult(result)
+        return CallResult(result, follow_up)
 
 
 def schema_call_error(errors: list[schemas.SchemaError], subject: str) -> CallError:

@@ -38,6 +38,10 @@ def check_connection_data(data: dict[str, Any], current_profile: int) -> Rejecti
     if data["ocppVersion"] != "OCPP20":
         return Rejection("UnsupportedParam", "this station speaks OCPP 2.0.1 (ocppVersion OCPP20)")
     url = data["ocppCsmsUrl"]
+    if not url.isprintable() or any(c.isspace() for c in url):
+        # urlsplit() silently drops tabs and newlines and keeps spaces in the host; such a URL
+        # cannot be connected to (and a newline would forge log lines).
+        return Rejection("InvalidURL", "ocppCsmsUrl must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -117,6 +121,27 @@ class NetworkProfiles:
             data["ocppCsmsUrl"],
             data["securityProfile"],
         )
+
+    def confirm(self, slot: int) -> None:
+        """A05.FR.06: connected and accepted on `slot`; a higher security profile becomes the
+        floor, and the profiles below it are removed (also from the priority list)."""
+        profile = self._profiles.get(slot)
+        dm = self._device_model
+        if profile is None or profile["securityProfile"] <= self.current_security_profile():
+            return
+        level = profile["securityProfile"]
+        lower = [s for s, p in self._profiles.items() if p["securityProfile"] < level]
+        priority = [s for s in (dm.value(PRIORITY) or "").split(",") if s and int(s) not in lower]
+        self._store.delete_network_profiles(lower)
+        for s in lower:
+            del self._profiles[s]
+        dm.write(
+            [
+                (dm[SECURITY_PROFILE], "Actual", str(level)),
+                (dm[PRIORITY], "Actual", ",".join(priority) or str(slot)),
+            ]
+        )
+        log.warning("security profile raised to %d; removed the profiles of slots %s", level, lower)
 
     def _check_priority(self, value: str) -> Rejection | None:
         """B10.FR.02, A05: the priority may only name slots with a usable profile."""

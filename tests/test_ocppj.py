@@ -1,0 +1,249 @@
+"""OCPP-J framing and the RPC connection (OCPP 2.0.1 part 4), with an in-memory WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosedOK
+from websockets.frames import Close
+
+from bridge.rpc import CallError, CallResult, Reply
+from bridge.transport.csms import backoff_delay
+from bridge.transport.ocppj import Answer, Call, ConnectionLost, FrameError, RpcConnection, parse
+
+
+def test_parse_the_three_message_types() -> None:
+    assert parse('[2,"a","Heartbeat",{}]') == Call("a", "Heartbeat", {})
+    assert parse('[3,"a",{"x":1}]') == Answer("a", CallResult({"x": 1}))
+    answer = parse('[4,"a","NotImplemented","no",{}]')
+    assert answer == Answer("a", CallError("NotImplemented", "no", {}))
+
+
+@pytest.mark.parametrize(
+    ("frame", "reply_id"),
+    [
+        ("not json", "-1"),
+        ("{}", "-1"),
+        ("[]", "-1"),
+        ('["2","a","Heartbeat",{}]', "a"),
+        ("[2]", "-1"),
+        ('[2,"a","Heartbeat"]', "a"),
+        ('[2,17,"Heartbeat",{}]', "-1"),
+        ('[2,"a",5,{}]', "a"),
+        ('[2,"' + "x" * 37 + '","Heartbeat",{}]', "x" * 37),
+    ],
+)
+def test_a_broken_call_is_answered_with_rpc_framework_error(frame: str, reply_id: str) -> None:
+    with pytest.raises(FrameError) as info:
+        parse(frame)
+    assert info.value.reply is not None
+    reply = json.loads(info.value.reply)
+    assert reply[:3] == [4, reply_id, "RpcFrameworkError"]
+    assert isinstance(reply[4], dict)
+
+
+@pytest.mark.parametrize("frame", ['[3,"a"]', "[3,7,{}]", '[4,"a","X"]'])
+def test_broken_answers_are_never_answered(frame: str) -> None:
+    with pytest.raises(FrameError) as info:
+        parse(frame)
+    assert info.value.reply is None
+
+
+def test_unknown_message_types_are_ignored() -> None:
+    assert parse('[5,"a",{}]') is None
+
+
+def test_old_error_code_spellings_and_unknown_codes_are_understood() -> None:
+    assert parse('[4,"a","OccurenceConstraintViolation","",{}]') == Answer(
+        "a", CallError("OccurrenceConstraintViolation", "", {})
+    )
+    answer = parse('[4,"a","WeirdCode","",{}]')
+    assert isinstance(answer, Answer)
+    assert isinstance(answer.result, CallError)
+    assert answer.result.code == "GenericError"
+    assert answer.result.details["receivedCode"] == "WeirdCode"
+
+
+@settings(max_examples=500, deadline=None)
+@given(frame=st.text(max_size=80) | st.binary(max_size=80))
+def test_any_frame_parses_or_raises_frame_error(frame: str | bytes) -> None:
+    try:
+        parse(frame)
+    except FrameError as e:
+        if e.reply is not None:
+            reply = json.loads(e.reply)
+            assert reply[0] == 4
+            assert len(reply) == 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frame=st.lists(
+        st.one_of(
+            st.integers(0, 6),
+            st.text(max_size=40),
+            st.none(),
+            st.dictionaries(st.text(max_size=5), st.integers()),
+        ),
+        max_size=6,
+    )
+)
+def test_any_json_array_parses_or_raises_frame_error(frame: list[Any]) -> None:
+    with contextlib.suppress(FrameError):
+        parse(json.dumps(frame))
+
+
+def test_backoff_follows_ocpp_j_5_3() -> None:
+    # WaitMinimum 3, no randomness, doubled RepeatTimes (2) times, then constant.
+    assert [backoff_delay(n, 3, 0, 2) for n in range(1, 6)] == [3, 6, 12, 12, 12]
+    delays = [backoff_delay(1, 3, 5, 2) for _ in range(200)]
+    assert all(3 <= d <= 8 for d in delays)
+    assert max(delays) - min(delays) > 1  # the random part is there
+
+
+class FakeWebSocket:
+    """An in-memory peer: frames we send are collected; frames to receive are queued."""
+
+    subprotocol = "ocpp2.0.1"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.sent_event = asyncio.Event()
+
+    async def send(self, message: str) -> None:
+        self.sent.append(message)
+        self.sent_event.set()
+
+    async def recv(self) -> str:
+        frame = await self.inbox.get()
+        if frame is None:
+            raise ConnectionClosedOK(Close(1000, ""), Close(1000, ""), True)
+        return frame
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self.inbox.put(None)
+
+    async def next_sent(self) -> list[Any]:
+        while not self.sent:
+            self.sent_event.clear()
+            await asyncio.wait_for(self.sent_event.wait(), 5)
+        return json.loads(self.sent.pop(0))
+
+
+async def test_one_outgoing_call_at_a_time_and_answers_correlate() -> None:
+    ws = FakeWebSocket()
+
+    async def handle(action: str, payload: Any) -> CallResult | CallError:
+        return CallResult({})
+
+    connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=5)
+    reader = asyncio.create_task(connection.serve())
+    first = asyncio.create_task(connection.call("Heartbeat", {}))
+    second = asyncio.create_task(connection.call("Heartbeat", {}))
+    frame = await ws.next_sent()
+    await asyncio.sleep(0.05)
+    assert ws.sent == []  # the second CALL waits for the first answer
+    await ws.inbox.put(json.dumps([3, frame[1], {"currentTime": "2026-11-22T10:00:00Z"}]))
+    frame2 = await ws.next_sent()
+    assert frame2[1] != frame[1]  # a new id for each CALL
+    await ws.inbox.put(json.dumps([3, frame2[1], {"currentTime": "2026-11-22T10:00:01Z"}]))
+    assert isinstance(await first, CallResult)
+    assert isinstance(await second, CallResult)
+    await ws.close()
+    await reader
+
+
+async def test_an_invalid_answer_becomes_a_call_error() -> None:
+    ws = FakeWebSocket()
+    connection = RpcConnection(ws, "ocpp2.0.1", None, message_timeout=5)  # type: ignore[arg-type]
+    reader = asyncio.create_task(connection.serve())
+    call = asyncio.create_task(connection.call("Heartbeat", {}))
+    frame = await ws.next_sent()
+    await ws.inbox.put(json.dumps([3, frame[1], {"currentTime": 5}]))
+    result = await call
+    assert isinstance(result, CallError)
+    assert result.code == "TypeConstraintViolation"
+    await ws.close()
+    await reader
+
+
+async def test_a_call_times_out_and_a_lost_connection_fails_waiting_calls() -> None:
+    ws = FakeWebSocket()
+    connection = RpcConnection(ws, "ocpp2.0.1", None, message_timeout=0.1)  # type: ignore[arg-type]
+    reader = asyncio.create_task(connection.serve())
+    with pytest.raises(TimeoutError):
+        await connection.call("Heartbeat", {})
+    waiting = asyncio.create_task(connection.call("Heartbeat", {}, timeout=5))
+    await ws.next_sent()
+    await ws.next_sent()
+    await ws.close()
+    with pytest.raises(ConnectionLost):
+        await waiting
+    await reader
+
+
+async def test_incoming_calls_do_not_block_the_reader_and_follow_ups_run_after_the_answer() -> None:
+    ws = FakeWebSocket()
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def follow_up() -> None:
+        order.append("follow-up")
+
+    async def handle(action: str, payload: Any) -> CallResult | CallError:
+        if action == "Slow":
+            await release.wait()
+        order.append(f"handled {action}")
+        return CallResult({}, follow_up if action == "Fast" else None)
+
+    connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=5)
+    reader = asyncio.create_task(connection.serve())
+    await ws.inbox.put('[2,"1","Slow",{}]')
+    await ws.inbox.put('[2,"2","Fast",{}]')
+    assert (await ws.next_sent())[1] == "2"  # answered while "Slow" still waits
+    await asyncio.sleep(0.01)
+    assert order == ["handled Fast", "follow-up"]
+    release.set()
+    assert (await ws.next_sent())[1] == "1"
+    # A second CALL with an id being handled is refused.
+    release.clear()
+    await ws.inbox.put('[2,"3","Slow",{}]')
+    await ws.inbox.put('[2,"3","Slow",{}]')
+    duplicate = await ws.next_sent()
+    assert duplicate[:3] == [4, "3", "RpcFrameworkError"]
+    release.set()
+    await ws.next_sent()
+    await ws.close()
+    await reader
+
+
+async def test_malformed_frames_are_answered_and_the_connection_goes_on() -> None:
+    ws = FakeWebSocket()
+
+    async def handle(action: str, payload: Any) -> CallResult | CallError:
+        return CallResult({"status": "Accepted"})
+
+    connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=5)
+    reader = asyncio.create_task(connection.serve())
+    await ws.inbox.put("{{{")
+    assert (await ws.next_sent())[:3] == [4, "-1", "RpcFrameworkError"]
+    await ws.inbox.put('[3,"unknown-id",{}]')  # an answer to nothing: ignored
+    await ws.inbox.put('[2,"ok","ClearCache",{}]')
+    assert await ws.next_sent() == [3, "ok", {"status": "Accepted"}]
+    await ws.close()
+    await reader
+
+
+def test_reply_carries_follow_up_work() -> None:
+    async def nothing() -> None:
+        return None
+
+    reply = Reply({"status": "Accepted"}, nothing)
+    assert reply.payload == {"status": "Accepted"}
