@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -130,7 +130,11 @@ class CertificateStore:
         if len(certificates) != 1:
             return "Rejected", Rejection("InvalidCertificate", "expected exactly one certificate")
         (certificate,) = certificates
-        problem = _check_root(certificate)
+        try:
+            problem = _check_root(certificate)
+        except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension):
+            # Parsed lazily: a malformed extension or an unknown key algorithm shows up only here.
+            problem = Rejection("InvalidCertificate", "the certificate is malformed or unsupported")
         if problem is not None:
             return "Rejected", problem
         der = certificate.public_bytes(Encoding.DER)
@@ -204,6 +208,10 @@ def _check_root(certificate: x509.Certificate) -> Rejection | None:
     """M05.FR.07: an invalid certificate is Rejected. OCPP leaves "invalid" open; a root here must
     be in its validity period, have a strong enough key, be a CA and be self-signed."""
     now = datetime.now(UTC)
+    # RFC 5280 4.1.2.2: positive, at most 20 octets; CertificateHashData's serialNumber holds 40
+    # hex digits, so a longer one would break every GetInstalledCertificateIds response.
+    if not 0 < certificate.serial_number < 2**160:
+        return Rejection("InvalidCertificate", "the serial number must be positive, 20 octets")
     if certificate.not_valid_after_utc < now:
         return Rejection("InvalidCertificate", "the certificate has expired")
     if certificate.not_valid_before_utc > now:
