@@ -137,7 +137,11 @@ class StationConnection(ChargePoint):  # type: ignore[misc]  # ocpp ships no typ
     async def _send(self, message: str) -> None:
         self._csms.raw_frames.append((self.id, "out", message))
         log.info("CSMS → %s: %s", self.id, _short(message))
-        await self.ws.send(message)
+        try:
+            await self.ws.send(message)
+        except ConnectionClosed:
+            # The station closed meanwhile; keep reading the frames it sent before closing.
+            log.info("%s: closed before this frame could be sent", self.id)
 
     async def route_message(self, raw_msg: str) -> None:
         csms = self._csms

@@ -106,8 +106,10 @@ def write_config(
     evses: str = "[1]",
     csms: str = "",
     extra: str = "",
+    mqtt_port: int | None = None,
 ) -> Path:
-    mqtt_port = broker.port if broker else 1883
+    """A bridge configuration file; without a broker, MQTT points at `mqtt_port` (or 1883)."""
+    mqtt_port = broker.port if broker else (mqtt_port or 1883)
     path.write_text(
         f"""
 [station]

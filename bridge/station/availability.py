@@ -40,14 +40,16 @@ class Availability:
 
     def status_notification(self, connector: ConnectorId) -> dict[str, Any]:
         evse, number = connector
-        status = self.status(connector)
-        self.reported[connector] = status
         return {
             "timestamp": self.clock.timestamp(),
-            "connectorStatus": status,
+            "connectorStatus": self.status(connector),
             "evseId": evse,
             "connectorId": number,
         }
+
+    def acknowledged(self, payload: dict[str, Any]) -> None:
+        """The CSMS answered this StatusNotification: it knows that status now."""
+        self.reported[(payload["evseId"], payload["connectorId"])] = payload["connectorStatus"]
 
     def changed(self) -> list[ConnectorId]:
         return [c for c in self.connectors if self.reported.get(c) != self.status(c)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from bridge.config import StationSettings
@@ -63,7 +64,8 @@ class Registration:
         self.clock = clock
         self.status: str | None = None  # Accepted, Pending or Rejected; None before any answer
         self.reason = "PowerUp"
-        self.on_accepted: list[Any] = []  # callbacks run after each Accepted boot
+        # Run on every connection once the station is accepted on it (e.g. A05.FR.06).
+        self.on_accepted: list[Callable[[], None]] = []
         self._boot_now = asyncio.Event()
         self._reschedule = asyncio.Event()
         self._disconnected_at: float | None = None
@@ -89,6 +91,7 @@ class Registration:
         """Boot, report and heartbeat over this connection until it closes (cancel to stop)."""
         try:
             if self.status == "Accepted":
+                self._accepted()
                 await self._resynchronize()
             else:
                 await self._until_accepted()
@@ -126,8 +129,7 @@ class Registration:
                 if self.status == "Accepted":
                     if payload["interval"] > 0:  # B01.FR.04
                         self._set_heartbeat_interval(payload["interval"])
-                    for callback in self.on_accepted:
-                        callback()
+                    self._accepted()
                     return
                 if payload["interval"] > 0:  # B02.FR.08 / B03.FR.06
                     wait = float(payload["interval"])
@@ -140,6 +142,13 @@ class Registration:
                 self.reason = "Triggered"
             except TimeoutError:
                 pass
+
+    def _accepted(self) -> None:
+        for callback in self.on_accepted:
+            try:
+                callback()
+            except Exception:
+                log.exception("a callback after the accepted boot failed")
 
     async def _resynchronize(self) -> None:
         """B04: after an outage, StatusNotification for all connectors or only the changed ones."""
@@ -156,6 +165,8 @@ class Registration:
             result = await self.outbox.call("StatusNotification", payload)
             if isinstance(result, CallError):
                 log.warning("StatusNotification answered %s", result.code)
+            else:
+                self.availability.acknowledged(payload)
 
     async def _heartbeat(self) -> None:
         """G02: a Heartbeat every HeartbeatInterval; a changed interval applies at once."""

@@ -269,6 +269,7 @@ class RpcConnection:
                 self._pending.pop(message_id, None)
 
     async def close_when_idle(self, code: int = 1000, reason: str = "") -> None:
-        """Close once every CALL received so far has been answered."""
+        """Close once every CALL received so far is answered and our own CALL has its answer."""
         await self._idle.wait()
-        await self.websocket.close(code, reason)
+        async with self._call_lock:
+            await self.websocket.close(code, reason)
