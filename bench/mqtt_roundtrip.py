@@ -1,0 +1,688 @@
+"""OEM → bridge → OEM over MQTT: round-trip latency, pipelined throughput and RSS.
+
+Measured against a bare MQTT echo through the same Mosquitto in the same run, so the figures
+say what the bridge adds on top of the broker and the MQTT client library:
+
+    python bench/mqtt_roundtrip.py [--requests N] [--pipelined M]
+
+One run starts, in this order, each as its own process:
+
+1. Mosquitto on a free loopback port with `set_tcp_nodelay true`, as our deploy config has it.
+2. The echo (this file with `--echo`): aiomqtt, subscribes to cs/josev, republishes every payload
+   unchanged on josev/cs at QoS 1, one task per message, at most 64 at once, TCP_NODELAY on its
+   socket: the bridge's MQTT transport minus everything the bridge does with a message.
+3. The same echo without TCP_NODELAY on the echo or the measuring client (the Nagle trap), briefly.
+4. The bridge, `python -m bridge run --config FILE`, exactly as users run it, without a CSMS.
+5. The echo of 2. again: the two echo runs bracket the bridge's, so drift of a noisy machine shows.
+
+Only one of them listens on cs/josev at a time. The measuring client (this process, aiomqtt,
+TCP_NODELAY) sends the same GetVariables `ocpp_message` request for five variables (561 bytes):
+
+- sequential: publish one request at QoS 1 with a fresh id, wait for the answer with that id;
+  N of them after a warm-up of 200; p50/p90/p99/mean;
+- pipelined: M requests published as fast as possible with at most 200 unanswered at a time;
+  requests/s from the first publish to the last answer.
+
+Every answer is checked (the bridge's must be a CallResult with five Accepted results). Results
+go to stdout as one table with the targets; a missed target does not change the exit status.
+Every process started here is stopped on exit, Ctrl-C or failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+
+REQUEST_TOPIC, RESPONSE_TOPIC = "cs/josev", "josev/cs"
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+WARM_UP = 200
+WINDOW = 200  # unanswered requests at most, pipelined
+NAGLE_REQUESTS = 100
+# The echo mirrors bridge/transport/mqtt.py: MAX_IN_FLIGHT handlers, MAX_QUEUED messages queued.
+ECHO_IN_FLIGHT, ECHO_QUEUED = 64, 1000
+ANSWER_TIMEOUT = 10.0  # s without any answer before the missing ones count as failures
+
+# Targets from the issue.
+TARGET_RATIO = 1.3  # bridge p50 / echo p50
+TARGET_RATE = 2000.0  # requests/s, pipelined
+TARGET_P50_MS = 2.0
+TARGET_RSS_MB = 50.0
+
+VARIABLES = [
+    ("OCPPCommCtrlr", "OfflineThreshold"),
+    ("OCPPCommCtrlr", "HeartbeatInterval"),
+    ("AuthCtrlr", "LocalAuthorizeOffline"),
+    ("TxCtrlr", "TxStartPoint"),
+    ("TxCtrlr", "EVConnectionTimeOut"),
+]
+
+
+def request(message_id: str) -> bytes:
+    """The GetVariables `ocpp_message` request the OEM firmware sends (SPEC §4)."""
+    return json.dumps(
+        {
+            "id": message_id,
+            "name": "ocpp_message",
+            "type": "request",
+            "data": {
+                "ocpp_version": "ocpp2.0.1",
+                "message_name": "GetVariables",
+                "payload": {
+                    "getVariableData": [
+                        {"component": {"name": component}, "variable": {"name": variable}}
+                        for component, variable in VARIABLES
+                    ]
+                },
+            },
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def echo_answer_ok(body: dict[str, Any]) -> bool:
+    return body.get("type") == "request" and body["data"]["message_name"] == "GetVariables"
+
+
+def bridge_answer_ok(body: dict[str, Any]) -> bool:
+    data = body.get("data") or {}
+    if body.get("type") != "response" or data.get("message_type") != "CallResult":
+        return False
+    results = data["payload"]["getVariableResult"]
+    return len(results) == len(VARIABLES) and all(
+        r.get("attributeStatus") == "Accepted" for r in results
+    )
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def mosquitto_binary() -> str:
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        raise SystemExit("mqtt_roundtrip: mosquitto is not installed")
+    return binary
+
+
+class Processes:
+    """Every child started here; all are stopped (newest first) when the `with` ends."""
+
+    def __init__(self) -> None:
+        self._running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
+        with contextlib.ExitStack() as files:
+            out = files.enter_context(log.open("wb")) if log else subprocess.DEVNULL
+            # Own session: a Ctrl-C reaches only us, and we stop the children in order.
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._running.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process in self._running:
+            self._running.remove(process)
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        while self._running:
+            self.stop(self._running[-1])
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MB (10^6 bytes)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value
+    return (
+        int(fields["VmRSS"].split()[0]) * 1024 / 1e6,
+        int(fields["VmHWM"].split()[0]) * 1024 / 1e6,
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the echo (a child process of this script) --------------------------------------------------
+
+
+async def echo(port: int, nodelay: bool) -> None:
+    client = aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier=f"echo-{uuid.uuid4().hex[:8]}",
+        max_queued_incoming_messages=ECHO_QUEUED,
+        socket_options=NODELAY if nodelay else [],
+    )
+    slots = asyncio.Semaphore(ECHO_IN_FLIGHT)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def forward(payload: bytes) -> None:
+        try:
+            await client.publish(RESPONSE_TOPIC, payload, qos=1)
+        finally:
+            slots.release()
+
+    async with client:
+        await client.subscribe(REQUEST_TOPIC, qos=1)
+        async for message in client.messages:
+            if isinstance(message.payload, bytes | bytearray):
+                await slots.acquire()
+                task = asyncio.create_task(forward(bytes(message.payload)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+
+# --- the measuring client (the OEM's side) ------------------------------------------------------
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
+
+
+@dataclass
+class Sequential:
+    latencies_ms: list[float]
+    failures: int
+
+    def stat(self, name: str) -> float:
+        values = sorted(self.latencies_ms)
+        if not values:
+            return math.nan
+        if name == "mean":
+            return sum(values) / len(values)
+        return percentile(values, float(name.removeprefix("p")))
+
+
+@dataclass
+class Pipelined:
+    requests: int
+    seconds: float
+    failures: int
+    latencies_ms: list[float]
+    client_cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return (self.requests - self.failures) / self.seconds
+
+
+@dataclass
+class Oem:
+    """Publishes requests on cs/josev and matches answers on josev/cs by id."""
+
+    client: aiomqtt.Client
+    check: Callable[[dict[str, Any]], bool] = echo_answer_ok
+    pending: dict[str, float] = field(default_factory=dict)  # id -> perf_counter() at publish
+    latencies: list[float] = field(default_factory=list)
+    failures: int = 0  # answers that are wrong
+    unexpected: int = 0  # answers nobody waits for
+    _wake: asyncio.Future[None] | None = None
+
+    def on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        """paho's callback for each answer, in place of aiomqtt's message queue.
+
+        aiomqtt's `async for message in client.messages` costs a Task and an asyncio.wait per
+        message; this does a json.loads and a dict lookup, so that the pipelined test measures
+        the server, not this client.
+        """
+        body = json.loads(message.payload)
+        sent = self.pending.pop(body.get("id"), None)
+        if sent is None:
+            self.unexpected += 1
+            return
+        self.latencies.append(time.perf_counter() - sent)
+        if not self.check(body):
+            self.failures += 1
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _until_fewer_pending(self, limit: int) -> None:
+        """Wait until fewer than `limit` answers are missing; a timeout drops the missing ones."""
+        loop = asyncio.get_running_loop()
+        while len(self.pending) >= limit:
+            self._wake = loop.create_future()
+            try:
+                await asyncio.wait_for(self._wake, ANSWER_TIMEOUT)
+            except TimeoutError:
+                self.failures += len(self.pending)
+                self.pending.clear()
+
+    def _reset(self) -> None:
+        self.latencies.clear()
+        self.failures = 0
+
+    async def sequential(self, n: int) -> Sequential:
+        self._reset()
+        for _ in range(n):
+            message_id = str(uuid.uuid4())
+            payload = request(message_id)
+            self.pending[message_id] = time.perf_counter()
+            await self.client.publish(REQUEST_TOPIC, payload, qos=1)
+            await self._until_fewer_pending(1)
+        return Sequential([s * 1000 for s in self.latencies], self.failures)
+
+    async def pipelined(self, m: int, window: int = WINDOW) -> Pipelined:
+        self._reset()
+        requests = [(i, request(i)) for i in (str(uuid.uuid4()) for _ in range(m))]
+        # paho's non-blocking publish under aiomqtt: aiomqtt's publish() would wait for each
+        # PUBACK, and one task per request would cost this client more than the echo costs.
+        publish = self.client._client.publish
+        pending, perf_counter = self.pending, time.perf_counter
+        cpu0, start = time.process_time(), perf_counter()
+        for message_id, payload in requests:
+            if len(pending) >= window:
+                await self._until_fewer_pending(window)
+            pending[message_id] = perf_counter()
+            info = publish(REQUEST_TOPIC, payload, qos=1)
+            if info.rc != 0:
+                raise aiomqtt.MqttCodeError(info.rc, "could not publish")
+        await self._until_fewer_pending(1)
+        seconds = perf_counter() - start
+        return Pipelined(
+            m,
+            seconds,
+            self.failures,
+            [s * 1000 for s in self.latencies],
+            time.process_time() - cpu0,
+        )
+
+    async def wait_until_answered(
+        self, server: subprocess.Popen[bytes], seconds: float = 60.0
+    ) -> None:
+        """Send a request every 0.2 s until one is answered (the server is subscribed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"process {server.pid} exited with status {server.returncode}")
+            message_id = str(uuid.uuid4())
+            self.pending[message_id] = time.perf_counter()
+            self._wake = loop.create_future()
+            await self.client.publish(REQUEST_TOPIC, request(message_id), qos=1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake, 0.2)
+            if message_id not in self.pending:
+                await asyncio.sleep(0.2)  # answers to earlier probes may still come
+                self.pending.clear()
+                self.unexpected = 0
+                return
+        raise RuntimeError(f"no answer on {RESPONSE_TOPIC} within {seconds:.0f} s")
+
+
+@contextlib.asynccontextmanager
+async def oem(port: int, nodelay: bool = True) -> AsyncIterator[Oem]:
+    client = aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier=f"oem-{uuid.uuid4().hex[:8]}",
+        # No limit: paho's default (20) queues pipelined publishes, and any limit costs a scan
+        # of all unacknowledged messages per PUBACK.
+        max_inflight_messages=0,
+        socket_options=NODELAY if nodelay else [],
+    )
+    o = Oem(client)
+    client._client.on_message = o.on_message
+    async with client:
+        await client.subscribe(RESPONSE_TOPIC, qos=1)
+        yield o
+
+
+# --- one run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Column:
+    sequential: Sequential | None = None
+    pipelined: Pipelined | None = None
+    cpu_per_request_us: float = math.nan  # server CPU per pipelined request
+    cpu_share: float = math.nan  # server CPU time / pipelined wall time
+    rss_start_mb: float = math.nan  # after the first answer
+    rss_mb: float = math.nan  # after the runs
+    hwm_mb: float = math.nan
+
+
+@dataclass
+class Results:
+    echo: Column = field(default_factory=Column)
+    bridge: Column = field(default_factory=Column)
+    echo_after: Column = field(default_factory=Column)  # the echo again, to see the drift
+    nagle: Sequential | None = None
+    bridge_log: list[str] = field(default_factory=list)
+
+
+async def measure(
+    column: Column,
+    port: int,
+    server: subprocess.Popen[bytes],
+    n: int,
+    m: int,
+    check: Callable[[dict[str, Any]], bool],
+) -> None:
+    async with oem(port) as o:
+        o.check = check
+        await o.wait_until_answered(server)
+        pid = server.pid
+        column.rss_start_mb = rss_mb(pid)[0]
+        await o.sequential(WARM_UP)
+        column.sequential = await o.sequential(n)
+        cpu0 = cpu_seconds(pid)
+        column.pipelined = await o.pipelined(m)
+        cpu = cpu_seconds(pid) - cpu0
+        column.cpu_per_request_us = cpu / m * 1e6
+        column.cpu_share = cpu / column.pipelined.seconds
+        column.rss_mb, column.hwm_mb = rss_mb(pid)
+        if o.unexpected:
+            print(f"  ({o.unexpected} unexpected answers)", file=sys.stderr)
+
+
+def bridge_config(directory: Path, port: int) -> Path:
+    config = directory / "bridge.toml"
+    config.write_text(
+        f"""[station]
+id = "BENCH001"
+vendor = "Acme"
+model = "AC22"
+serial_number = "SN-0001"
+firmware_version = "1.0.0"
+evses = [1]
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+
+[storage]
+path = "{directory / "bridge.db"}"
+"""
+    )
+    return config
+
+
+async def run(args: argparse.Namespace, processes: Processes, directory: Path) -> Results:
+    results = Results()
+    port = free_port()
+    mosquitto_conf = directory / "mosquitto.conf"
+    mosquitto_conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+        "persistence false\n"
+    )
+    processes.start([mosquitto_binary(), "-c", str(mosquitto_conf)], directory / "mosquitto.log")
+    wait_port(port)
+
+    def start_echo(nodelay: bool) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, __file__, "--echo", str(port)]
+        return processes.start(argv + ([] if nodelay else ["--stock"]), directory / "echo.log")
+
+    step("baseline: bare aiomqtt echo, TCP_NODELAY")
+    echo_process = start_echo(nodelay=True)
+    await measure(results.echo, port, echo_process, args.requests, args.pipelined, echo_answer_ok)
+    processes.stop(echo_process)
+
+    step(f"Nagle trap: the same echo, no TCP_NODELAY on client and echo, {NAGLE_REQUESTS} requests")
+    echo_process = start_echo(nodelay=False)
+    async with oem(port, nodelay=False) as o:
+        await o.wait_until_answered(echo_process)
+        await o.sequential(10)
+        results.nagle = await o.sequential(NAGLE_REQUESTS)
+    processes.stop(echo_process)
+
+    step("bridge: python -m bridge run")
+    config = bridge_config(directory, port)
+    log = directory / "bridge.log"
+    bridge = processes.start([sys.executable, "-m", "bridge", "run", "--config", str(config)], log)
+    try:
+        await measure(results.bridge, port, bridge, args.requests, args.pipelined, bridge_answer_ok)
+    except Exception:
+        print(f"--- bridge log ---\n{log.read_text()[-4000:]}", file=sys.stderr)
+        raise
+    processes.stop(bridge)
+    results.bridge_log = log.read_text(errors="replace").splitlines()
+
+    step("baseline again: the echo, TCP_NODELAY")
+    echo_process = start_echo(nodelay=True)
+    await measure(
+        results.echo_after, port, echo_process, args.requests, args.pipelined, echo_answer_ok
+    )
+    processes.stop(echo_process)
+    return results
+
+
+def step(text: str) -> None:
+    print(f"... {text}", file=sys.stderr, flush=True)
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def version(command: list[str]) -> str:
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "?"
+    return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "?"
+
+
+def git_revision() -> str:
+    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
+    head = version([*git, "rev-parse", "--short", "HEAD"])
+    try:
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", "bridge"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except OSError:
+        status = ""
+    return head + (" + uncommitted changes in bridge/" if status.strip() else "")
+
+
+def header() -> list[str]:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        "MQTT round trip: OEM -> cs/josev -> server -> josev/cs -> OEM (QoS 1)",
+        f"date        {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"machine     {platform.machine()}, {os.cpu_count()} CPUs, load average {load}",
+        f"python      {platform.python_version()} ({sys.executable})",
+        f"mosquitto   {version([mosquitto_binary(), '-h'])}, set_tcp_nodelay true",
+        f"aiomqtt     {importlib.metadata.version('aiomqtt')}, "
+        f"paho-mqtt {importlib.metadata.version('paho-mqtt')}",
+        f"bridge      ocpp-bridge {importlib.metadata.version('ocpp-bridge')}, "
+        f"git {git_revision()}",
+        f"command     {shlex.join(sys.orig_argv)}",
+    ]
+
+
+def num(value: float, digits: int) -> str:
+    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def column_rows(c: Column) -> list[tuple[str, str]]:
+    """(label, value) of one server's column."""
+    rows: list[tuple[str, str]] = []
+    seq, pipe = c.sequential, c.pipelined
+    for name in ("p50", "p90", "p99", "mean"):
+        rows.append((f"sequential {name} ms", num(seq.stat(name), 3) if seq else "-"))
+    rows.append(("sequential failures", str(seq.failures) if seq else "-"))
+    rows += [
+        ("pipelined requests/s", num(pipe.rate, 0) if pipe else "-"),
+        (
+            f"pipelined p50 ms ({WINDOW} in flight)",
+            num(Sequential(pipe.latencies_ms, 0).stat("p50"), 1) if pipe else "-",
+        ),
+        ("pipelined failures", str(pipe.failures) if pipe else "-"),
+        ("server CPU µs/request (pipelined)", num(c.cpu_per_request_us, 0)),
+        ("server CPU % of pipelined time", num(c.cpu_share * 100, 0)),
+        (
+            "client CPU % of pipelined time",
+            num(pipe.client_cpu_s / pipe.seconds * 100, 0) if pipe else "-",
+        ),
+        ("server RSS MB after first answer", num(c.rss_start_mb, 1)),
+        ("server RSS MB after the runs (peak)", f"{num(c.rss_mb, 1)} ({num(c.hwm_mb, 1)})"),
+    ]
+    return rows
+
+
+def table(results: Results, args: argparse.Namespace) -> list[str]:
+    columns = [
+        ("echo (before)", results.echo),
+        ("bridge", results.bridge),
+        ("echo (after)", results.echo_after),
+    ]
+    size = len(request(str(uuid.uuid4())))
+    lines = [
+        "",
+        f"request: GetVariables, {len(VARIABLES)} variables, {size} bytes; "
+        f"sequential {args.requests} after {WARM_UP} warm-up; "
+        f"pipelined {args.pipelined}, window {WINDOW}",
+        "",
+        f"{'':36}" + "".join(f"{title:>16}" for title, _ in columns),
+    ]
+    cells = [column_rows(c) for _, c in columns]
+    for i, (label, _) in enumerate(cells[0]):
+        lines.append(f"{label:36}" + "".join(f"{rows[i][1]:>16}" for rows in cells))
+
+    if results.nagle:
+        nagle = results.nagle
+        lines += [
+            "",
+            f"Nagle trap: echo, no TCP_NODELAY on client and echo, {NAGLE_REQUESTS} sequential",
+            f"  p50 {num(nagle.stat('p50'), 2)} ms, p90 {num(nagle.stat('p90'), 2)} ms, "
+            f"mean {num(nagle.stat('mean'), 2)} ms, {nagle.failures} failures",
+        ]
+
+    warnings = Counter(
+        re.sub(r"\d+", "N", line.split(" ", 2)[2])
+        for line in results.bridge_log
+        if re.match(r"\S+ \S+ (WARNING|ERROR|CRITICAL) ", line)
+    )
+    lines += [
+        "",
+        f"bridge log: {len(results.bridge_log)} lines, {warnings.total()} warnings or errors",
+    ]
+    lines += [f"  {n} x {text}" for text, n in warnings.most_common(3)]
+
+    b = results.bridge
+    # The baseline: both echo runs' round trips together (they bracket the bridge's in time).
+    echo_ms = [
+        ms
+        for c in (results.echo, results.echo_after)
+        if c.sequential
+        for ms in c.sequential.latencies_ms
+    ]
+    echo_p50 = Sequential(echo_ms, 0).stat("p50")
+    b_p50 = b.sequential.stat("p50") if b.sequential else math.nan
+    ratio = b_p50 / echo_p50
+    b_rate = b.pipelined.rate if b.pipelined else math.nan
+    bad = (b.sequential.failures if b.sequential else 0) + (
+        b.pipelined.failures if b.pipelined else 0
+    )
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    lines += [
+        "",
+        "targets (bridge)",
+        f"  {verdict(ratio <= TARGET_RATIO)}  median round trip <= {TARGET_RATIO}x bare echo"
+        f"        {num(ratio, 2)}x (echo p50 of both runs {num(echo_p50, 3)} ms)",
+        f"  {verdict(b_rate >= TARGET_RATE)}  pipelined >= {TARGET_RATE:,.0f} requests/s"
+        f"              {num(b_rate, 0)}/s",
+        f"  {verdict(b_p50 < TARGET_P50_MS)}  QoS-1 median < {TARGET_P50_MS:g} ms"
+        f"                       {num(b_p50, 3)} ms",
+        f"  {verdict(b.rss_mb <= TARGET_RSS_MB)}  RSS <= {TARGET_RSS_MB:g} MB"
+        f"                             {num(b.rss_mb, 1)} MB",
+        f"  {verdict(bad == 0)}  every answer a CallResult with {len(VARIABLES)} Accepted"
+        f"    {bad} failures",
+    ]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, metavar="N", help="sequential")
+    parser.add_argument("--pipelined", type=int, default=10000, metavar="M", help="pipelined")
+    parser.add_argument("--echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--stock", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.echo:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(echo(args.echo, nodelay=not args.stock))
+        return 0
+
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
+    lines = header()
+    print("\n".join(lines), flush=True)
+    with tempfile.TemporaryDirectory(prefix="mqtt-bench-") as tmp, Processes() as processes:
+        try:
+            results = asyncio.run(run(args, processes, Path(tmp)))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+    print("\n".join(table(results, args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
