@@ -35,23 +35,23 @@ class MqttApi:
             log.warning("dropped a message from the OEM: %s", e)
             return None
         try:
-            body = await self._answer(message)
+            body = await self._answer(message, len(raw))
         except Exception:  # the last line of defence: a bug must not cost the OEM its answer
             log.exception("failed to answer message %s", message.id)
             body = self._error(message, CallError("InternalError", "The bridge failed to answer"))
         return envelope.encode(body) if body is not None else None
 
-    async def _answer(self, message: envelope.Message) -> dict[str, Any] | None:
+    async def _answer(self, message: envelope.Message, size: int) -> dict[str, Any] | None:
         if message.type == "response":
             # Answers to the bridge's own requests; the bridge asks nothing of the OEM yet.
             log.warning(
                 "dropped response %s: no request of the bridge is waiting for it", message.id
             )
             return None
-        errors = self._envelope(message.body)
-        if errors:
-            return self._error(message, schema_call_error(errors, "Envelope"))
         if message.name != OCPP_MESSAGE:
+            errors = self._envelope(message.body)
+            if errors:
+                return self._error(message, schema_call_error(errors, "Envelope"))
             return self._error(
                 message, CallError("NotSupported", f"Unknown message name '{message.name}'")
             )
@@ -65,7 +65,7 @@ class MqttApi:
             return self._error(message, schema_call_error(errors, "ocpp_message"))
         data = message.body["data"]
         version = data["ocpp_version"]
-        result = await self.dispatcher.call(version, data["message_name"], data["payload"])
+        result = await self.dispatcher.call(version, data["message_name"], data["payload"], size)
         if isinstance(result, CallResult) and result.follow_up is not None:
             task = asyncio.create_task(_run(result.follow_up))
             self._follow_ups.add(task)

@@ -109,8 +109,14 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, durable write: everything in the block commits, or nothing does."""
+        """One atomic, durable write: everything in the block commits, or nothing does.
+
+        Nested blocks join the outermost one.
+        """
         db = self._db
+        if db.in_transaction:
+            yield db
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db

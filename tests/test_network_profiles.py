@@ -21,7 +21,7 @@ from bridge.rpc import CallError, CallResult
 from bridge.station import Station
 from bridge.station.network_profiles import check_connection_data
 from bridge.store import Store
-from tests.conftest import write_config
+from tests.conftest import make_station, ocpp_call, write_config
 
 PASSWORD = "Sixteen-Chars-Pw.42"  # passwordString: 16 to 40 characters
 WS_URL = "ws://127.0.0.1:9000/ocpp"
@@ -625,3 +625,22 @@ async def test_a05_fr06_accepted_on_a_higher_profile_raises_the_floor_and_drops_
     assert stored_profiles(station) == {2: tls}
     response = await set_profile(station, 1, profile(WS_URL, 1))
     assert response["statusInfo"]["reasonCode"] == "NoSecurityDowngrade"
+
+
+async def test_a_message_timeout_below_one_second_is_rejected(tmp_path: Path) -> None:
+    station = make_station(tmp_path)
+    payload = {
+        "configurationSlot": 2,
+        "connectionData": {
+            "messageTimeout": 0,
+            "ocppCsmsUrl": "ws://csms.example:9000/ocpp",
+            "ocppInterface": "Wired0",
+            "ocppTransport": "JSON",
+            "ocppVersion": "OCPP20",
+            "securityProfile": 0,
+        },
+    }
+    result = await ocpp_call(station, "SetNetworkProfile", payload)
+    assert result["status"] == "Rejected"
+    assert result["statusInfo"]["reasonCode"] == "InvalidValue"
+    assert station.store.network_profiles() == {}

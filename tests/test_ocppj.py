@@ -140,7 +140,7 @@ class FakeWebSocket:
 async def test_one_outgoing_call_at_a_time_and_answers_correlate() -> None:
     ws = FakeWebSocket()
 
-    async def handle(action: str, payload: Any) -> CallResult | CallError:
+    async def handle(action: str, payload: Any, size: int) -> CallResult | CallError:
         return CallResult({})
 
     connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=5)
@@ -197,7 +197,7 @@ async def test_incoming_calls_do_not_block_the_reader_and_follow_ups_run_after_t
     async def follow_up() -> None:
         order.append("follow-up")
 
-    async def handle(action: str, payload: Any) -> CallResult | CallError:
+    async def handle(action: str, payload: Any, size: int) -> CallResult | CallError:
         if action == "Slow":
             await release.wait()
         order.append(f"handled {action}")
@@ -227,7 +227,7 @@ async def test_incoming_calls_do_not_block_the_reader_and_follow_ups_run_after_t
 async def test_malformed_frames_are_answered_and_the_connection_goes_on() -> None:
     ws = FakeWebSocket()
 
-    async def handle(action: str, payload: Any) -> CallResult | CallError:
+    async def handle(action: str, payload: Any, size: int) -> CallResult | CallError:
         return CallResult({"status": "Accepted"})
 
     connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=5)

@@ -932,3 +932,65 @@ async def test_m03_child_certificates_are_listed_under_their_root(
     assert await delete(station, expected_hash_data(root[0], root[0])) == {"status": "Accepted"}
     assert stored(station) == [("MORootCertificate", der(other), None)]
     assert await certificate_entries(station) == "1"
+
+
+async def test_a_root_with_a_key_ocpp_does_not_allow_is_rejected(station: Station) -> None:
+    """OCPP's security profiles use RSA or ECDSA keys; an Ed25519 root is refused."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name("Ed25519 Root"))
+        .issuer_name(name("Ed25519 Root"))
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, None)
+    )
+    result = await call(
+        station,
+        "InstallCertificate",
+        {"certificateType": "CSMSRootCertificate", "certificate": pem(certificate)},
+    )
+    assert result["status"] == "Rejected"
+    assert result["statusInfo"]["additionalInfo"] == "the key must be RSA or ECDSA"
+
+
+async def test_a_subject_with_a_newline_cannot_forge_a_log_line(
+    station: Station, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="bridge.station.security")
+    certificate, _ = make_cert("Root\nERROR forged line")
+    result = await call(
+        station,
+        "InstallCertificate",
+        {"certificateType": "MORootCertificate", "certificate": pem(certificate)},
+    )
+    assert result["status"] == "Accepted"
+    installed = [r.getMessage() for r in caplog.records if "installed" in r.getMessage()]
+    assert len(installed) == 1
+    assert "\n" not in installed[0]
+
+
+def test_cryptography_is_loaded_only_when_certificates_are_used(tmp_path: Path) -> None:
+    """About 8 MB of memory that a station without certificates never needs."""
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path / "bridge.toml", None)
+    code = (
+        "import sys\n"
+        "from bridge.config import load_settings\n"
+        "from bridge.station import Station\n"
+        "from bridge.store import Store\n"
+        f"settings = load_settings({str(config)!r})\n"
+        "station = Station(settings, Store(settings.storage.path))\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

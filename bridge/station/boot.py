@@ -73,7 +73,7 @@ class Registration:
 
     # --- the CSMS door
 
-    async def handle_call(self, action: str, payload: Any) -> CallResult | CallError:
+    async def handle_call(self, action: str, payload: Any, size: int) -> CallResult | CallError:
         """A CALL from the CSMS, through the registration gate, to the dispatcher."""
         if self.status == "Rejected" and not _is_boot_trigger(action, payload):
             # B03.FR.08
@@ -83,7 +83,7 @@ class Registration:
             return CallError(
                 "SecurityError", f"{action} is not allowed before the boot is accepted"
             )
-        return await self.dispatcher.call(STATION_VERSION, action, payload)
+        return await self.dispatcher.call(STATION_VERSION, action, payload, size)
 
     # --- one connection
 

@@ -8,8 +8,10 @@ into the CallError a CSMS would get.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from bridge import schemas
@@ -21,6 +23,18 @@ Payload = dict[str, Any]
 Handler = Callable[[Payload], Payload | Reply | Awaitable[Payload | Reply]]
 
 STATION_VERSION = "ocpp2.0.1"
+
+# The size in bytes of the message being handled, as it arrived (for BytesPerMessage limits).
+_message_size: ContextVar[int | None] = ContextVar("message_size", default=None)
+
+
+def message_size(payload: Any) -> int:
+    """Bytes of the message being handled: as received when known, else the payload's JSON."""
+    size = _message_size.get()
+    if size is None:
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    return size
+
 
 # Actions a CSMS never sends to a Charging Station (OCPP 2.0.1, CS → CSMS only).
 _STATION_TO_CSMS = frozenset(
@@ -91,8 +105,10 @@ class Dispatcher:
             )
         return CallError("NotImplemented", f"{action} is not implemented by this station")
 
-    async def call(self, version: str, action: str, payload: Any) -> CallResult | CallError:
-        """Execute one CALL; never raises."""
+    async def call(
+        self, version: str, action: str, payload: Any, size: int | None = None
+    ) -> CallResult | CallError:
+        """Execute one CALL; never raises. `size`: bytes of the message as it arrived."""
         handler = self._handlers.get((version, action))
         if handler is None:
             return self._unhandled(version, action)
@@ -102,6 +118,7 @@ class Dispatcher:
         if errors:
             return schema_call_error(errors, f"{action} payload")
         follow_up = None
+        token = _message_size.set(size)
         try:
             returned = handler(payload)
             if inspect.isawaitable(returned):
@@ -115,6 +132,8 @@ class Dispatcher:
         except Exception:
             log.exception("%s handler failed", action)
             return CallError("InternalError", f"The station failed to process {action}")
+        finally:
+            _message_size.reset(token)
         response_errors = schemas.ocpp_validator(version, action, response=True)(result)
         if response_errors:
             log.error(

@@ -33,6 +33,8 @@ def check_connection_data(data: dict[str, Any], current_profile: int) -> Rejecti
             "NoSecurityDowngrade",
             f"securityProfile {profile} is lower than the current {current_profile}",
         )
+    if data["messageTimeout"] < 1:
+        return Rejection("InvalidValue", "messageTimeout must be at least 1 second")
     if data["ocppTransport"] != "JSON":
         return Rejection("UnsupportedParam", "only the JSON transport (OCPP-J) is supported")
     if data["ocppVersion"] != "OCPP20":
@@ -132,15 +134,16 @@ class NetworkProfiles:
         level = profile["securityProfile"]
         lower = [s for s, p in self._profiles.items() if p["securityProfile"] < level]
         priority = [s for s in (dm.value(PRIORITY) or "").split(",") if s and int(s) not in lower]
-        self._store.delete_network_profiles(lower)
+        with self._store.transaction():  # one atomic change
+            self._store.delete_network_profiles(lower)
+            dm.write(
+                [
+                    (dm[SECURITY_PROFILE], "Actual", str(level)),
+                    (dm[PRIORITY], "Actual", ",".join(priority) or str(slot)),
+                ]
+            )
         for s in lower:
             del self._profiles[s]
-        dm.write(
-            [
-                (dm[SECURITY_PROFILE], "Actual", str(level)),
-                (dm[PRIORITY], "Actual", ",".join(priority) or str(slot)),
-            ]
-        )
         log.warning("security profile raised to %d; removed the profiles of slots %s", level, lower)
 
     def _check_priority(self, value: str) -> Rejection | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from bridge.rpc import OcppError
 from bridge.station.components import Mutability
 from bridge.station.device_model import DeviceModel, Rejection, Variable
+from bridge.station.dispatcher import message_size
 from bridge.station.network_profiles import NetworkProfiles
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,7 @@ def _check_message_limits(
         )
     bytes_limit = device_model.int_value(f"DeviceDataCtrlr.BytesPerMessage[{kind}]")
     if bytes_limit:
-        # Measured, not estimated: customData objects may carry anything.
-        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+        size = message_size(payload)
         if size > bytes_limit:
             raise OcppError(
                 "FormatViolation",

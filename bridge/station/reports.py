@@ -15,6 +15,7 @@ from typing import Any
 from bridge.rpc import CallError, OcppError, Reply
 from bridge.station.components import CONNECTOR, EVSE, Mutability
 from bridge.station.device_model import ComponentRef, DeviceModel, Variable
+from bridge.station.dispatcher import message_size
 from bridge.station.outbox import NotConnected, Outbox
 from bridge.timeutil import Clock
 
@@ -121,7 +122,7 @@ class Reports:
                 f"ItemsPerMessage[GetReport] is {items_limit}",
             )
         bytes_limit = dm.int_value("DeviceDataCtrlr.BytesPerMessage[GetReport]")
-        if bytes_limit and len(json.dumps(payload, separators=(",", ":")).encode()) > bytes_limit:
+        if bytes_limit and message_size(payload) > bytes_limit:
             raise OcppError("FormatViolation", "GetReport exceeds BytesPerMessage[GetReport]")
         if not self.outbox.connected:  # B08.FR.16
             return _rejected("no CSMS connection to send the report on")

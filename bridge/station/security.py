@@ -1,24 +1,16 @@
 """Security functional block: installed certificates (M03, M04, M05) and the BasicAuthPassword rule.
 
-CertificateHashData is the OCSP CertID of RFC 6960 (hash of the issuer's DER name, hash of the
-issuer's public key bits, serial number), so `cryptography`'s OCSP request builder computes it.
+The X.509 work lives in `certificates`, imported on the first certificate operation (it pulls in
+`cryptography`, about 8 MB): a station without certificates never loads it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import cached_property
+from types import ModuleType
 from typing import Any, Final
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509 import ocsp
 
 from bridge.rpc import OcppError
 from bridge.station.device_model import DeviceModel, Rejection
@@ -26,11 +18,7 @@ from bridge.store import Store, StoredCertificate
 
 log = logging.getLogger(__name__)
 
-HASH_ALGORITHMS: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
-    "SHA256": hashes.SHA256,
-    "SHA384": hashes.SHA384,
-    "SHA512": hashes.SHA512,
-}
+HASH_ALGORITHMS: Final = ("SHA256", "SHA384", "SHA512")
 REPORTED_HASH: Final = "SHA256"
 
 # InstallCertificateUseEnumType: the root certificates a CSMS installs with InstallCertificate.
@@ -53,37 +41,27 @@ def check_password(value: str) -> Rejection | None:
     return None
 
 
-def hash_data(
-    certificate: x509.Certificate, issuer: x509.Certificate, algorithm: str = REPORTED_HASH
-) -> dict[str, str]:
-    """CertificateHashDataType of `certificate`, issued by `issuer`."""
-    request = (
-        ocsp.OCSPRequestBuilder()
-        .add_certificate(certificate, issuer, HASH_ALGORITHMS[algorithm]())
-        .build()
-    )
-    return {
-        "hashAlgorithm": algorithm,
-        "issuerNameHash": request.issuer_name_hash.hex(),
-        "issuerKeyHash": request.issuer_key_hash.hex(),
-        # Hexadecimal without leading zeroes and without a 0x prefix.
-        "serialNumber": format(certificate.serial_number, "x"),
-    }
+def _x509() -> ModuleType:
+    from bridge.station import certificates
+
+    return certificates
 
 
-def _same_hash_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return bool(
-        a["issuerNameHash"].lower() == b["issuerNameHash"].lower()
-        and a["issuerKeyHash"].lower() == b["issuerKeyHash"].lower()
-        and a["serialNumber"].lower().lstrip("0") == b["serialNumber"].lower().lstrip("0")
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class Installed:
-    row: StoredCertificate
-    certificate: x509.Certificate
-    issuer: x509.Certificate  # itself for a root, the parent for a child in a chain
+    """One stored certificate; parsed only when its hash data is needed."""
+
+    def __init__(self, row: StoredCertificate, issuer: Installed | None) -> None:
+        self.row = row
+        self._issuer = issuer  # the parent for a child in a chain; None for a root
+
+    @cached_property
+    def certificate(self) -> Any:
+        return _x509().load_der(self.row.der)
+
+    def hash_data(self, algorithm: str = REPORTED_HASH) -> dict[str, str]:
+        issuer = self._issuer.certificate if self._issuer else self.certificate
+        data: dict[str, str] = _x509().hash_data(self.certificate, issuer, algorithm)
+        return data
 
 
 class CertificateStore:
@@ -97,14 +75,10 @@ class CertificateStore:
         device_model.bind("SecurityCtrlr.CertificateEntries", lambda: str(len(self._installed)))
 
     def _reload(self) -> None:
-        rows = self._store.certificates()
-        loaded = {row.id: x509.load_der_x509_certificate(row.der) for row in rows}
-        self._installed = [
-            Installed(
-                row, loaded[row.id], loaded[row.parent_id] if row.parent_id else loaded[row.id]
-            )
-            for row in rows
-        ]
+        by_id: dict[int, Installed] = {}
+        for row in self._store.certificates():  # parents come before their children (by id)
+            by_id[row.id] = Installed(row, by_id.get(row.parent_id) if row.parent_id else None)
+        self._installed = list(by_id.values())
 
     def installed(self, certificate_type: str | None = None) -> list[Installed]:
         return [
@@ -121,23 +95,11 @@ class CertificateStore:
 
     def install(self, certificate_type: str, pem: str) -> tuple[str, Rejection | None]:
         """Install a root certificate: (status, why) with status Accepted, Rejected or Failed."""
-        try:
-            certificates = x509.load_pem_x509_certificates(pem.encode())
-        except ValueError:
-            return "Rejected", Rejection(
-                "InvalidCertificate", "not a PEM encoded X.509 certificate"
-            )
-        if len(certificates) != 1:
-            return "Rejected", Rejection("InvalidCertificate", "expected exactly one certificate")
-        (certificate,) = certificates
-        try:
-            problem = _check_root(certificate)
-        except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension):
-            # Parsed lazily: a malformed extension or an unknown key algorithm shows up only here.
-            problem = Rejection("InvalidCertificate", "the certificate is malformed or unsupported")
+        x509 = _x509()
+        certificate, problem = x509.parse_root(pem)  # M05.FR.07
         if problem is not None:
             return "Rejected", problem
-        der = certificate.public_bytes(Encoding.DER)
+        der = x509.der(certificate)
         if any(i.row.der == der for i in self.installed(certificate_type)):
             return "Accepted", None  # M05.FR.17: already installed, nothing to replace
         capacity = self._device_model["SecurityCtrlr.CertificateEntries"].definition.max_limit
@@ -147,16 +109,9 @@ class CertificateStore:
             self._store.add_certificates(certificate_type, [der])
         except Exception:
             log.exception("storing a %s failed", certificate_type)
-            return "Failed", Rejection(
-                "OutOfStorage", "the certificate could not be stored"
-            )  # FR.03
+            return "Failed", Rejection("OutOfStorage", "the certificate could not be stored")
         self._reload()
-        log.info(
-            "installed %s %s (serial %x)",
-            certificate_type,
-            certificate.subject.rfc4514_string()[:120],
-            certificate.serial_number,
-        )
+        log.info("installed %s %s", certificate_type, x509.describe(certificate))
         return "Accepted", None
 
     # M03: GetInstalledCertificateIds
@@ -172,13 +127,9 @@ class CertificateStore:
                 continue
             chain: dict[str, Any] = {
                 "certificateType": kind,
-                "certificateHashData": hash_data(entry.certificate, entry.issuer),
+                "certificateHashData": entry.hash_data(),
             }
-            children = [
-                hash_data(child.certificate, child.issuer)
-                for child in self._installed
-                if child.row.parent_id == entry.row.id
-            ]
+            children = [c.hash_data() for c in self._installed if c.row.parent_id == entry.row.id]
             if children:
                 chain["childCertificateHashData"] = children
             chains.append(chain)
@@ -190,7 +141,7 @@ class CertificateStore:
         """Delete the certificate with this hash data: Accepted, NotFound or Failed."""
         algorithm = wanted["hashAlgorithm"]
         for entry in self._installed:
-            if _same_hash_data(hash_data(entry.certificate, entry.issuer, algorithm), wanted):
+            if _x509().same_hash_data(entry.hash_data(algorithm), wanted):
                 try:
                     self._store.delete_certificate(entry.row.id)
                 except Exception:
@@ -202,36 +153,6 @@ class CertificateStore:
                 )
                 return "Accepted"
         return "NotFound"
-
-
-def _check_root(certificate: x509.Certificate) -> Rejection | None:
-    """M05.FR.07: an invalid certificate is Rejected. OCPP leaves "invalid" open; a root here must
-    be in its validity period, have a strong enough key, be a CA and be self-signed."""
-    now = datetime.now(UTC)
-    # RFC 5280 4.1.2.2: positive, at most 20 octets; CertificateHashData's serialNumber holds 40
-    # hex digits, so a longer one would break every GetInstalledCertificateIds response.
-    if not 0 < certificate.serial_number < 2**160:
-        return Rejection("InvalidCertificate", "the serial number must be positive, 20 octets")
-    if certificate.not_valid_after_utc < now:
-        return Rejection("InvalidCertificate", "the certificate has expired")
-    if certificate.not_valid_before_utc > now:
-        return Rejection("InvalidCertificate", "the certificate is not valid yet")
-    key = certificate.public_key()
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:  # A00.FR.502
-        return Rejection("InvalidCertificate", "an RSA key must have at least 2048 bits")
-    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < 224:  # A00.FR.503
-        return Rejection("InvalidCertificate", "an EC key must have at least 224 bits")
-    try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        constraints = None
-    if constraints is None or not constraints.ca:
-        return Rejection("InvalidCertificate", "a root certificate must be a CA certificate")
-    try:
-        certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, InvalidSignature):
-        return Rejection("InvalidCertificate", "a root certificate must be self-signed")
-    return None
 
 
 class Security:

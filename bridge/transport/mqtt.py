@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 Handle = Callable[[bytes], Awaitable[bytes | None]]
 
 MAX_IN_FLIGHT = 64  # messages being handled at once; beyond that the broker's queue waits
+MAX_PUBLISHING = 10  # answers waiting for their PUBACK at once (aiomqtt warns above 10)
 MAX_QUEUED = 1000  # messages aiomqtt holds for us; beyond that it drops (with a warning)
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 
@@ -43,6 +44,7 @@ class MqttTransport:
         self.handle = handle
         self.connected = False
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._publishing = asyncio.Semaphore(MAX_PUBLISHING)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _client(self) -> aiomqtt.Client:
@@ -104,7 +106,8 @@ class MqttTransport:
         try:
             answer = await self.handle(payload)
             if answer is not None:
-                await client.publish(self.settings.response_topic, answer, qos=1)
+                async with self._publishing:
+                    await client.publish(self.settings.response_topic, answer, qos=1)
         except aiomqtt.MqttError as e:
             log.warning("could not publish an answer: %s", e)
         except Exception:

@@ -18,7 +18,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from bridge import schemas
@@ -41,6 +41,7 @@ class Call:
     id: str
     action: str
     payload: Any
+    size: int = field(default=0, compare=False)  # bytes of the frame (BytesPerMessage limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,7 @@ def parse(frame: str | bytes) -> Call | Answer | None:
             raise FrameError(
                 "action is not a string", _rpc_error(readable_id, "Action must be a string")
             )
-        return Call(readable_id, message[2], message[3])
+        return Call(readable_id, message[2], message[3], len(frame))
     if kind == CALLRESULT and not isinstance(kind, bool):
         if readable_id is None or len(message) != 3:
             raise FrameError("malformed CALLRESULT", None)
@@ -139,7 +140,7 @@ class WebSocket(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
-HandleCall = Callable[[str, Any], Awaitable[CallResult | CallError]]
+HandleCall = Callable[[str, Any, int], Awaitable[CallResult | CallError]]
 
 
 class ConnectionLost(Exception):
@@ -218,7 +219,7 @@ class RpcConnection:
 
     async def _answer(self, call: Call) -> None:
         try:
-            result = await self.handle_call(call.action, call.payload)
+            result = await self.handle_call(call.action, call.payload, call.size)
             log.debug("CSMS %s %s → %s", call.action, call.id, type(result).__name__)
             await self.websocket.send(encode_answer(call.id, result))
             if isinstance(result, CallResult) and result.follow_up is not None:
