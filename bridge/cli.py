@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -70,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         from bridge.validate import main as validate_main
 
-        return validate_main(args.files, action=args.action, as_json=args.json)
+        try:
+            return validate_main(args.files, action=args.action, as_json=args.json)
+        except BrokenPipeError:  # e.g. `ocpp-bridge validate ... | head`: the reader left
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_INVALID
     if args.command == "health":
         from bridge.health import main as health_main
 

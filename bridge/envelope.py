@@ -52,7 +52,8 @@ def decode(raw: bytes) -> Message:
 
 
 def encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII with \u escapes: valid JSON for every string, even a lone surrogate from the input.
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def response(message_id: str, name: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ JsonPath = tuple[str | int, ...]
 # structure → FormatViolation, cardinality → OccurrenceConstraintViolation,
 # data type → TypeConstraintViolation, any other value constraint → PropertyConstraintViolation.
 _CODE_BY_KEYWORD: Final = {
+    "json": "FormatViolation",  # not checkable at all: a lone surrogate, nesting too deep
     "additionalProperties": "FormatViolation",
     "unevaluatedProperties": "FormatViolation",
     "false": "FormatViolation",
@@ -144,6 +145,8 @@ def _message(keyword: str, value: Any) -> str:
             return "must not contain duplicate items"
         case "false":
             return "is not allowed here"
+        case "json":
+            return "cannot be checked"
         case _:
             return f"does not satisfy '{keyword}'"
 
@@ -151,15 +154,30 @@ def _message(keyword: str, value: Any) -> str:
 Validate = Callable[[Any], list[SchemaError]]
 
 
+def _unusable(error: Exception) -> list[SchemaError]:
+    """The instance cannot be validated at all (the validator itself gave up)."""
+    if isinstance(error, UnicodeError):
+        return [
+            SchemaError(
+                (), "json", "contains a lone surrogate (U+D800 to U+DFFF): not Unicode text"
+            )
+        ]
+    return [SchemaError((), "json", "is nested too deeply to be checked")]
+
+
 def _compile_rs(schema: dict[str, Any]) -> Validate:
     assert _rs is not None
     validator = _rs.validator_for(schema, validate_formats=True)
 
     def validate(instance: Any) -> list[SchemaError]:
-        if validator.is_valid(instance):
-            return []
+        try:
+            if validator.is_valid(instance):
+                return []
+            found = list(validator.iter_errors(instance))
+        except (ValueError, UnicodeError, RecursionError) as e:
+            return _unusable(e)
         errors = []
-        for e in validator.iter_errors(instance):
+        for e in found:
             kind = e.kind
             keyword = kind.name
             if keyword == "falseSchema":
@@ -203,10 +221,14 @@ def _compile_py(schema: dict[str, Any]) -> Validate:  # pragma: no cover - armv7
     validator = cls(schema, format_checker=checker)
 
     def validate(instance: Any) -> list[SchemaError]:
-        if decimals:
-            instance = json.loads(json.dumps(instance), parse_float=Decimal)
+        try:
+            if decimals:
+                instance = json.loads(json.dumps(instance), parse_float=Decimal)
+            found = list(validator.iter_errors(instance))
+        except (ValueError, UnicodeError, RecursionError) as e:
+            return _unusable(e)
         errors = []
-        for e in validator.iter_errors(instance):
+        for e in found:
             keyword = str(e.validator)
             detail: Any = e.validator_value
             if keyword == "required":

@@ -104,14 +104,11 @@ def split(text: str) -> list[Chunk]:
 
 
 def _check(validate: Validate, value: Any, prefix: JsonPath = ()) -> list[Problem]:
-    """Run a service validator; what it cannot digest becomes an error, never an exception."""
-    try:
-        errors = validate(value)
-    except UnicodeError:  # a \\ud800-style escape: valid JSON syntax, but not Unicode text
-        return [Problem(json_path(prefix), "json", "FormatViolation", "contains a lone surrogate")]
-    except (ValueError, RecursionError):
-        return [Problem(json_path(prefix), "json", "FormatViolation", "is nested too deeply")]
-    return [Problem(json_path((*prefix, *e.path)), e.keyword, e.code, e.message) for e in errors]
+    """Run a service validator (which reports, never raises) with paths under `prefix`."""
+    return [
+        Problem(json_path((*prefix, *e.path)), e.keyword, e.code, e.message)
+        for e in validate(value)
+    ]
 
 
 def _payload(
@@ -134,6 +131,8 @@ def check(value: Any, action: str | None = None) -> tuple[list[Problem], list[st
     try:
         specific = schemas.envelope_validator(f"{name}.{kind}")
     except KeyError:  # name and type passed envelope.json's pattern and enum: safe to print
+        if kind == "response":  # the bridge's answer to a request it could not take
+            return _check(schemas.envelope_validator("error.response"), value), []
         known = ", ".join(n for n in schemas.envelope_schema_names() if n != "envelope")
         sentence = f"there is no schema for '{name}' messages of type '{kind}' (there are: {known})"
         return [Problem("$.name", "schema", "NotSupported", sentence)], []

@@ -316,3 +316,34 @@ async def test_random_set_variables_change_nothing_unless_accepted(
         ]
         if not accepted:
             assert station.store.variable_values() == before
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"getVariableData": [{"component": {"name": "\ud800"}, "variable": {"name": "X"}}]}, None),
+        ({"\ud800": 1}, "FormatViolation"),
+        (json.loads("[" * 900 + "]" * 900), "FormatViolation"),
+        ({"getVariableData": json.loads("[" * 900 + "]" * 900)}, "FormatViolation"),
+    ],
+)
+async def test_lone_surrogates_and_deep_nesting_get_a_proper_answer(
+    api: MqttApi, payload: Any, code: str | None
+) -> None:
+    """Valid JSON syntax that is not Unicode text, or too deep to check: answered, never lost."""
+    message = request(
+        data={"ocpp_version": "ocpp2.0.1", "message_name": "GetVariables", "payload": payload}
+    )
+    body = await answer(api, json.dumps(message).encode())
+    assert body is not None
+    if code is None:
+        assert body["data"]["message_type"] == "CallResult"
+        assert body["data"]["payload"]["getVariableResult"][0]["component"]["name"] == "\ud800"
+    else:
+        assert body["data"]["error_code"] == code
+
+
+def test_the_request_schema_lists_exactly_the_implemented_actions(station: Station) -> None:
+    schema = schemas.envelope_schema("ocpp_message.request")
+    listed = schema["properties"]["data"]["properties"]["message_name"]["enum"]
+    assert sorted(listed) == station.dispatcher.implemented()

@@ -368,7 +368,7 @@ def test_property_names_cannot_break_the_one_error_a_line_output(
     path.write_text(json.dumps(message))  # ensure_ascii: the surrogate travels as \ud800
     status, out, _ = run(capsys, str(path))
     assert status == 1
-    assert out == f"{path}: $: contains a lone surrogate\n"
+    assert out == f"{path}: $: contains a lone surrogate (U+D800 to U+DFFF): not Unicode text\n"
     del message["\ud800"]
     path.write_text(json.dumps(message))
     assert run(capsys, str(path))[1] == f"{path}: $: unexpected property 'evil\\nline'\n"
@@ -478,3 +478,29 @@ def test_any_text_gives_results_not_exceptions(text: str, action: str | None) ->
         assert result.line is None or 1 <= result.line <= newlines
         assert all(e.path.startswith("$") and e.message and e.code for e in result.errors)
         json.dumps(result.to_json())
+
+
+def test_the_bridges_error_answers_to_unknown_names_are_valid(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An answer under an unknown name (`error.response`) validates; a broken one does not."""
+    answer = {
+        "id": "2b0aa109-21a1-4f2f-bdbd-6cdf139e7bb1",
+        "name": "frobnicate",
+        "type": "response",
+        "data": {
+            "message_type": "CallError",
+            "ocpp_version": "ocpp2.0.1",
+            "error_code": "NotSupported",
+            "error_description": "Unknown message name 'frobnicate'",
+            "error_details": {},
+        },
+    }
+    path = tmp_path / "answer.json"
+    path.write_text(json.dumps(answer))
+    assert run(capsys, str(path))[0] == 0
+    answer["data"]["error_code"] = "Oops"
+    path.write_text(json.dumps(answer))
+    status, out, _ = run(capsys, str(path))
+    assert status == 1
+    assert "$.data.error_code" in out

@@ -61,7 +61,8 @@ class FrameError(Exception):
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # ASCII with \u escapes: valid JSON for every string, even a lone surrogate from the input.
+    return json.dumps(value, separators=(",", ":"))
 
 
 def encode_call(message_id: str, action: str, payload: dict[str, Any]) -> str:
