@@ -7,9 +7,11 @@ import contextlib
 import logging
 import signal
 from types import TracebackType
+from typing import Any
 
 from bridge import __version__
 from bridge.config import Settings
+from bridge.health import StatusFile, status_path
 from bridge.mqtt_api import MqttApi
 from bridge.station import Station
 from bridge.store import Store
@@ -42,6 +44,7 @@ class Bridge:
     async def __aenter__(self) -> Bridge:
         self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         self._tasks.append(asyncio.create_task(self.csms.run(), name="csms"))
+        self._tasks.append(asyncio.create_task(self._keep_status(), name="status"))
         log.info("ocpp-bridge %s started for station %s", __version__, self.settings.station.id)
         return self
 
@@ -58,6 +61,32 @@ class Bridge:
                 await task
         self.store.close()
         log.info("ocpp-bridge stopped")
+
+    def state(self) -> dict[str, Any]:
+        """What `ocpp-bridge health` reports."""
+        mqtt = self.settings.mqtt
+        return {
+            "mqtt": {
+                "state": "connected" if self.mqtt.connected else "disconnected",
+                "broker": f"{mqtt.host}:{mqtt.port}",
+                "error": self.mqtt.last_error,
+            },
+            "csms": {
+                "state": self.csms.state.value,
+                "slot": self.csms.active_slot,
+                "boot": self.station.registration.status,
+                "error": self.csms.last_error,
+            },
+        }
+
+    async def _keep_status(self) -> None:
+        status = StatusFile(status_path(self.settings))
+        try:
+            while True:
+                status.update(self.state())
+                await asyncio.sleep(2)
+        finally:
+            status.remove()
 
     async def wait(self) -> None:
         """Until a transport task ends on its own (it should not)."""

@@ -174,8 +174,8 @@ def _compile_rs(schema: dict[str, Any]) -> Validate:
             if validator.is_valid(instance):
                 return []
             found = list(validator.iter_errors(instance))
-        except (ValueError, UnicodeError, RecursionError) as e:
-            return _unusable(e)
+        except (ValueError, UnicodeError, RecursionError) as problem:
+            return _unusable(problem)
         errors = []
         for e in found:
             kind = e.kind
@@ -225,8 +225,8 @@ def _compile_py(schema: dict[str, Any]) -> Validate:  # pragma: no cover - armv7
             if decimals:
                 instance = json.loads(json.dumps(instance), parse_float=Decimal)
             found = list(validator.iter_errors(instance))
-        except (ValueError, UnicodeError, RecursionError) as e:
-            return _unusable(e)
+        except (ValueError, UnicodeError, RecursionError) as problem:
+            return _unusable(problem)
         errors = []
         for e in found:
             keyword = str(e.validator)

@@ -43,6 +43,7 @@ class MqttTransport:
         self.client_id = client_id
         self.handle = handle
         self.connected = False
+        self.last_error = ""
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._publishing = asyncio.Semaphore(MAX_PUBLISHING)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -72,6 +73,7 @@ class MqttTransport:
                 async with client:
                     await client.subscribe(self.settings.request_topic, qos=1)
                     self.connected = True
+                    self.last_error = ""
                     delay = BACKOFF_MIN
                     log.info(
                         "MQTT connected to %s:%d, listening on %s",
@@ -88,6 +90,7 @@ class MqttTransport:
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
             except aiomqtt.MqttError as e:
+                self.last_error = str(e)
                 if self.connected:
                     log.warning("MQTT connection lost: %s", e)
                 else:
