@@ -1,6 +1,7 @@
 # Sourced by scripts/quickstart and scripts/test: install Mosquitto and the project.
 # Sets PY to the Python that has the project installed.
 # Usage: install_project EXTRAS   (e.g. "" or "[test]")
+#        install_node_peer        (the npm package ocpp-rpc in tests/ocpp_rpc, for the peer test)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -31,4 +32,26 @@ PYEOF
     PY=.venv/bin/python
   fi
   "$PY" -m pip install -q --disable-pip-version-check -e ".${extras}"
+}
+
+install_node_peer() {
+  # tests/test_ocpp_rpc_peer.py runs a strict-mode CSMS on the npm package ocpp-rpc.
+  local dir=tests/ocpp_rpc
+  [ -f "$dir/node_modules/ocpp-rpc/package.json" ] && return 0
+  if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+      echo "installing Node.js (Debian packages nodejs, npm) for the ocpp-rpc peer test" >&2
+      apt_install nodejs npm
+    else
+      echo "note: npm is not installed; the ocpp-rpc peer test is skipped (and fails under CI)." \
+        "Install Debian's nodejs and npm to run it." >&2
+      return 0
+    fi
+  fi
+  echo "installing the ocpp-rpc peer (npm, in $dir)" >&2
+  if [ -f "$dir/package-lock.json" ]; then
+    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+  else
+    (cd "$dir" && npm install --silent --no-audit --no-fund)
+  fi || echo "warning: npm could not install $dir; the ocpp-rpc peer test cannot run" >&2
 }

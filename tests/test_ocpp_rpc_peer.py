@@ -1,0 +1,197 @@
+"""The bridge against an independent peer: a strict-mode CSMS on the npm package `ocpp-rpc`.
+
+`tests/ocpp_rpc/csms.js` validates every CALL and CALLRESULT in both directions against the
+OCPP 2.0.1 JSON schemas ocpp-rpc ships, plus the OCPP-J rules no schema expresses (message id
+length, CALLERROR shape, RFC 3339 time offsets), while it runs a scripted session: boot, status,
+heartbeat, GetVariables, SetVariables, GetBaseReport, GetReport and TriggerMessage. It prints one
+JSON summary line; this test asserts on it. `scripts/test` (CI) installs the npm package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.app import Bridge
+from bridge.config import load_settings
+from tests.conftest import free_port, write_config
+
+PEER = Path(__file__).resolve().parent / "ocpp_rpc"
+CONNECTORS = [(1, 1), (2, 1)]  # evses = [1, 1]
+ITEMS_PER_REPORT = 20
+PRELOAD = (
+    '"OCPPCommCtrlr.RetryBackOffWaitMinimum" = 1\n'
+    '"OCPPCommCtrlr.RetryBackOffRandomRange" = 0\n'
+    f'"DeviceDataCtrlr.ItemsPerMessage[GetReport]" = {ITEMS_PER_REPORT}\n'
+)
+
+
+def _node_or_skip() -> str:
+    """The node binary; without node or ocpp-rpc, fail in CI and skip elsewhere."""
+    node = shutil.which("node")
+    if node is None:
+        problem = "node is not installed"
+    elif not (PEER / "node_modules" / "ocpp-rpc" / "package.json").is_file():
+        problem = "tests/ocpp_rpc/node_modules/ocpp-rpc is missing"
+    else:
+        return node
+    message = f"{problem}; scripts/test installs it (npm ci in tests/ocpp_rpc)"
+    if os.environ.get("CI"):
+        pytest.fail(f"the ocpp-rpc peer cannot run in CI: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+async def _run_session(node: str, tmp_path: Path) -> tuple[dict[str, Any], int, str]:
+    """Run csms.js and the bridge against each other; the summary, node's exit code, its log."""
+    stderr_path = tmp_path / "csms.stderr"
+    with stderr_path.open("wb") as stderr:
+        peer = await asyncio.create_subprocess_exec(
+            node,
+            str(PEER / "csms.js"),
+            "0",
+            f"--connectors={len(CONNECTORS)}",
+            "--timeout=15",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+    assert peer.stdout is not None
+    try:
+        first = (await asyncio.wait_for(peer.stdout.readline(), 10)).decode()
+        assert first.startswith("listening 127.0.0.1:"), (
+            f"csms.js did not start: {first!r}\n{stderr_path.read_text()}"
+        )
+        url = f"ws://{first.split()[1]}"
+        config = write_config(
+            tmp_path / "bridge.toml",
+            None,
+            evses=json.dumps([1] * len(CONNECTORS)),
+            csms=f'url = "{url}"',
+            extra=f"[device_model]\n{PRELOAD}",
+            mqtt_port=free_port(),  # nothing listens there: this test needs no broker
+        )
+        async with Bridge(load_settings(config)):
+            line = await asyncio.wait_for(peer.stdout.readline(), 17)
+        returncode = await asyncio.wait_for(peer.wait(), 5)
+    finally:
+        if peer.returncode is None:
+            peer.kill()
+            await peer.wait()
+    log = stderr_path.read_text()
+    assert line, f"csms.js printed no summary (exit {peer.returncode})\n{log}"
+    return json.loads(line), returncode, log
+
+
+def _result(response: dict[str, Any], key: str, component: str, variable: str) -> dict[str, Any]:
+    [found] = [
+        r
+        for r in response[key]
+        if r["component"]["name"] == component
+        and r["variable"]["name"] == variable
+        and r.get("attributeType", "Actual") == "Actual"
+    ]
+    return found
+
+
+async def test_strict_ocpp_rpc_csms_sees_no_schema_violation(tmp_path: Path) -> None:
+    node = _node_or_skip()
+    started = time.monotonic()
+    summary, returncode, log = await _run_session(node, tmp_path)
+    elapsed = time.monotonic() - started
+    context = f"summary: {json.dumps(summary, indent=1)}\ncsms.js log:\n{log}"
+
+    assert summary["violations"] == [], (
+        "the strict ocpp-rpc CSMS saw violations:\n"
+        + "\n".join(json.dumps(v) for v in summary["violations"])
+        + f"\n{context}"
+    )
+    assert summary["error"] is None, context
+    assert returncode == 0, context
+    assert summary["ok"] is True, context
+    assert summary["steps"][-1] == "done", context
+    assert elapsed < 20, f"the session took {elapsed:.1f} s"
+
+    # the handshake: ocpp2.0.1 offered and selected, the station id as identity
+    assert "ocpp2.0.1" in summary["offered"]
+    assert summary["protocol"] == "ocpp2.0.1"
+    assert summary["identity"] == "CP001"
+
+    # boot, status for every connector, heartbeats
+    received = summary["received"]
+    assert received["BootNotification"] == 1
+    assert summary["boot"]["reason"] == "PowerUp"
+    assert summary["boot"]["chargingStation"]["vendorName"] == "Acme"
+    first_statuses = summary["statuses"][: len(CONNECTORS)]
+    assert sorted((s[0], s[1]) for s in first_statuses) == CONNECTORS
+    assert {s[2] for s in first_statuses} == {"Available"}
+    assert received["StatusNotification"] == len(CONNECTORS) + 1  # + the triggered one
+    assert tuple(summary["statuses"][-1][:2]) == CONNECTORS[-1]
+    assert received["Heartbeat"] >= 3  # the triggered one and two periodic ones
+    assert summary["unexpected"] == []
+    assert set(received) == {"BootNotification", "StatusNotification", "Heartbeat", "NotifyReport"}
+
+    # GetVariables: every attribute status the request provokes
+    responses = summary["responses"]
+    first, after_set = responses["GetVariables"]
+    statuses = [
+        (r["component"]["name"], r["variable"]["name"], r["attributeStatus"])
+        for r in first["getVariableResult"]
+    ]
+    assert statuses == [
+        ("OCPPCommCtrlr", "HeartbeatInterval", "Accepted"),
+        ("OCPPCommCtrlr", "OfflineThreshold", "Accepted"),
+        ("SecurityCtrlr", "BasicAuthPassword", "Rejected"),  # WriteOnly
+        ("NoSuchCtrlr", "Enabled", "UnknownComponent"),
+        ("OCPPCommCtrlr", "NoSuchVariable", "UnknownVariable"),
+        ("EVSE", "AvailabilityState", "Accepted"),
+        ("OCPPCommCtrlr", "HeartbeatInterval", "NotSupportedAttributeType"),  # MaxSet
+    ]
+    get = first["getVariableResult"]
+    assert get[0]["attributeValue"] == "1"  # the BootNotification's interval
+    assert "attributeValue" not in get[2]
+    assert get[5]["attributeValue"] == "Available"
+
+    # SetVariables: one Accepted, one Rejected; the rejected value changed nothing
+    [set_result] = responses["SetVariables"]
+    assert [r["attributeStatus"] for r in set_result["setVariableResult"]] == [
+        "Accepted",
+        "Rejected",
+    ]
+    assert (
+        _result(after_set, "getVariableResult", "OCPPCommCtrlr", "OfflineThreshold")[
+            "attributeValue"
+        ]
+        == "90"
+    )
+    assert (
+        _result(after_set, "getVariableResult", "OCPPCommCtrlr", "HeartbeatInterval")[
+            "attributeValue"
+        ]
+        == "1"
+    )
+
+    # GetBaseReport(FullInventory): NotifyReport parts seqNo 0.., tbc on all but the last
+    assert responses["GetBaseReport"] == [{"status": "Accepted"}]
+    parts = summary["reports"]["101"]
+    assert len(parts) >= 2, parts
+    assert [p["seqNo"] for p in parts] == list(range(len(parts)))
+    assert [p["tbc"] for p in parts] == [True] * (len(parts) - 1) + [False]
+    assert all(0 < p["items"] <= ITEMS_PER_REPORT for p in parts)
+
+    # GetReport by componentVariable and by componentCriteria
+    by_variable, by_criteria = responses["GetReport"]
+    assert by_variable == {"status": "Accepted"}
+    [(seq_no, tbc, items)] = [(p["seqNo"], p["tbc"], p["items"]) for p in summary["reports"]["102"]]
+    assert (seq_no, tbc, items) == (0, False, 2)
+    assert by_criteria["status"] in ("Accepted", "EmptyResultSet")
+    if by_criteria["status"] == "Accepted":
+        assert summary["reports"]["103"][-1]["tbc"] is False
+
+    # TriggerMessage(Heartbeat) and TriggerMessage(StatusNotification, evse): both Accepted
+    assert responses["TriggerMessage"] == [{"status": "Accepted"}, {"status": "Accepted"}]
