@@ -127,6 +127,35 @@ def _not_available(component: str, instance: str | None = None) -> VariableDef:
     )
 
 
+def _availability(component: str) -> tuple[VariableDef, ...]:
+    """AvailabilityState and Available, kept by the station at run time (G01, G03)."""
+    return (
+        _var(
+            component,
+            "AvailabilityState",
+            T.OptionList,
+            "Available",
+            mutability=RO,
+            values=AVAILABILITY_STATES,
+            source="runtime",
+        ),
+        _var(component, "Available", T.boolean, "true", mutability=RO, source="runtime"),
+    )
+
+
+def _supply_phases(component: str) -> VariableDef:
+    return _var(
+        component,
+        "SupplyPhases",
+        T.integer,
+        "3",
+        mutability=RO,
+        min_limit=0,
+        max_limit=3,
+        constant=True,
+    )
+
+
 _PER_MESSAGE = ("GetReport", "GetVariables", "SetVariables")
 
 # Components of the station itself (EVSE and Connector come from `evse_variables`).
@@ -167,26 +196,8 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
     _not_available("TariffCostCtrlr", "Tariff"),
     _not_available("TariffCostCtrlr", "Cost"),
     # ChargingStation
-    _var(
-        "ChargingStation",
-        "AvailabilityState",
-        T.OptionList,
-        "Available",
-        mutability=RO,
-        values=AVAILABILITY_STATES,
-        source="runtime",
-    ),
-    _var("ChargingStation", "Available", T.boolean, "true", mutability=RO, source="runtime"),
-    _var(
-        "ChargingStation",
-        "SupplyPhases",
-        T.integer,
-        "3",
-        mutability=RO,
-        min_limit=0,
-        max_limit=3,
-        constant=True,
-    ),
+    *_availability("ChargingStation"),
+    _supply_phases("ChargingStation"),
     _var(
         "ChargingStation", "Model", T.string, None, mutability=RO, source="runtime", constant=True
     ),
@@ -401,16 +412,7 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
 )
 
 EVSE_VARIABLES: Final[tuple[VariableDef, ...]] = (
-    _var(
-        EVSE,
-        "AvailabilityState",
-        T.OptionList,
-        "Available",
-        mutability=RO,
-        values=AVAILABILITY_STATES,
-        source="runtime",
-    ),
-    _var(EVSE, "Available", T.boolean, "true", mutability=RO, source="runtime"),
+    *_availability(EVSE),
     # Actual is the instantaneous power; MaxSet (and maxLimit) the most this EVSE can deliver.
     _var(
         EVSE,
@@ -423,32 +425,12 @@ EVSE_VARIABLES: Final[tuple[VariableDef, ...]] = (
         extra_attributes=("MaxSet",),
         source="runtime",
     ),
-    _var(
-        EVSE, "SupplyPhases", T.integer, "3", mutability=RO, min_limit=0, max_limit=3, constant=True
-    ),
+    _supply_phases(EVSE),
 )
 
 CONNECTOR_VARIABLES: Final[tuple[VariableDef, ...]] = (
-    _var(
-        CONNECTOR,
-        "AvailabilityState",
-        T.OptionList,
-        "Available",
-        mutability=RO,
-        values=AVAILABILITY_STATES,
-        source="runtime",
-    ),
-    _var(CONNECTOR, "Available", T.boolean, "true", mutability=RO, source="runtime"),
+    *_availability(CONNECTOR),
     # ConnectorEnumType value; "Unknown" until the OEM preloads its real type (e.g. "sType2").
     _var(CONNECTOR, "ConnectorType", T.string, "Unknown", mutability=RO, constant=True),
-    _var(
-        CONNECTOR,
-        "SupplyPhases",
-        T.integer,
-        "3",
-        mutability=RO,
-        min_limit=0,
-        max_limit=3,
-        constant=True,
-    ),
+    _supply_phases(CONNECTOR),
 )

@@ -45,6 +45,18 @@ class Provisioning:
         self.device_model = device_model
         self.network_profiles = network_profiles
 
+    def _result(self, item: dict[str, Any]) -> tuple[dict[str, Any], str, Variable | str]:
+        """A Get/SetVariableResult echoing the item (B05/B06.FR.02/03; Actual by default,
+        .FR.11/12), the attribute type, and the variable or UnknownComponent/UnknownVariable."""
+        attribute = item.get("attributeType", "Actual")
+        result = {
+            "attributeStatus": "Accepted",
+            "component": item["component"],
+            "variable": item["variable"],
+            "attributeType": attribute,
+        }
+        return result, attribute, self.device_model.lookup(item["component"], item["variable"])
+
     # B06: GetVariables
 
     def get_variables(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -54,15 +66,7 @@ class Provisioning:
         return {"getVariableResult": [self._get(item, reporting_size) for item in items]}
 
     def _get(self, item: dict[str, Any], reporting_size: int) -> dict[str, Any]:
-        component, variable = item["component"], item["variable"]
-        attribute = item.get("attributeType", "Actual")
-        result: dict[str, Any] = {
-            "attributeStatus": "Accepted",
-            "component": component,
-            "variable": variable,
-            "attributeType": attribute,
-        }
-        found = self.device_model.lookup(component, variable)
+        result, attribute, found = self._result(item)
         if isinstance(found, str):
             result["attributeStatus"] = found  # UnknownComponent / UnknownVariable
         elif attribute not in found.definition.attributes:
@@ -106,16 +110,8 @@ class Provisioning:
         return {"setVariableResult": results}
 
     def _set(self, item: dict[str, Any]) -> tuple[dict[str, Any], tuple[Variable, str, str] | None]:
-        component, variable = item["component"], item["variable"]
-        attribute = item.get("attributeType", "Actual")
+        result, attribute, found = self._result(item)
         value = item["attributeValue"]
-        result: dict[str, Any] = {
-            "attributeStatus": "Accepted",
-            "component": component,
-            "variable": variable,
-            "attributeType": attribute,
-        }
-        found = self.device_model.lookup(component, variable)
         if isinstance(found, str):
             result["attributeStatus"] = found
             return result, None
