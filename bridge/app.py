@@ -89,8 +89,11 @@ class Bridge:
             status.remove()
 
     async def wait(self) -> None:
-        """Until a transport task ends on its own (it should not)."""
-        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        """Until a transport task ends on its own (it should not): then raise what ended it."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        task = done.pop()
+        error = task.exception() if not task.cancelled() else None
+        raise RuntimeError(f"the {task.get_name()} task ended") from error
 
 
 async def serve(settings: Settings) -> None:
@@ -103,7 +106,9 @@ async def serve(settings: Settings) -> None:
         stopping = asyncio.create_task(stop.wait())
         running = asyncio.create_task(bridge.wait())
         await asyncio.wait({stopping, running}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (stopping, running):
-            task.cancel()
+        stopping.cancel()
         if stop.is_set():
+            running.cancel()
             log.info("shutting down on signal")
+        else:
+            await running  # raises: a transport ended, the service must not pretend to run

@@ -61,6 +61,9 @@ def _run(config: str) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         pass
+    except Exception:
+        logging.getLogger("bridge").exception("ocpp-bridge stopped on an unexpected error")
+        return EXIT_INVALID  # non-zero: systemd and Docker restart it
     return EXIT_OK
 
 

@@ -704,3 +704,28 @@ async def test_the_clock_follows_the_csms(tmp_path: Path) -> None:
         await csms.wait_for("StatusNotification", count=2)
         offset = bridge.station.clock.offset.total_seconds()
         assert abs(offset) < 1  # the demo CSMS uses the same clock
+
+
+async def test_an_unexpected_error_costs_one_attempt_not_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault injection: the WebSocket library raising something nobody anticipated."""
+    import bridge.transport.csms as link
+
+    real_connect = link.connect
+    calls = 0
+
+    def flaky_connect(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in a library")
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(link, "connect", flaky_connect)
+    caplog.set_level(logging.ERROR)
+    async with DemoCsms() as csms, station(tmp_path, csms.url) as bridge:
+        await csms.wait_for("BootNotification", timeout=10)
+        assert calls == 2
+        assert "unexpected error while connecting to the CSMS" in caplog.text
+        assert bridge.csms.state is LinkState.connected

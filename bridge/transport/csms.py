@@ -121,7 +121,13 @@ class CsmsLink:
             slot = slots[slot_index % len(slots)]
             self._set_state(LinkState.connecting, "")
             try:
-                websocket = await self._connect(slot)
+                try:
+                    websocket = await self._connect(slot)
+                except (ConnectFailure, asyncio.CancelledError):
+                    raise
+                except Exception as e:  # a surprise must cost one attempt, not the service
+                    log.exception("unexpected error while connecting to the CSMS")
+                    raise ConnectFailure(f"unexpected error: {type(e).__name__}") from None
             except ConnectFailure as e:
                 attempt += 1
                 failures_on_slot += 1
@@ -139,7 +145,10 @@ class CsmsLink:
                 await self._sleep(self._backoff(attempt))
                 continue
             attempt = failures_on_slot = 0
-            await self._hold(slot, websocket)
+            try:
+                await self._hold(slot, websocket)
+            except Exception:
+                log.exception("the CSMS connection failed unexpectedly")
             if self._reconnect_now:
                 self._reconnect_now = False
                 continue

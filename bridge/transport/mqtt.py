@@ -89,8 +89,12 @@ class MqttTransport:
                         task = asyncio.create_task(self._process(client, bytes(payload)))
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
-            except aiomqtt.MqttError as e:
-                self.last_error = str(e)
+            except (
+                Exception
+            ) as e:  # MqttError mostly; any surprise costs a reconnect, not the service
+                if not isinstance(e, aiomqtt.MqttError):
+                    log.exception("unexpected MQTT transport error")
+                self.last_error = str(e) or type(e).__name__
                 if self.connected:
                     log.warning("MQTT connection lost: %s", e)
                 else:
