@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
+from bridge import jsontext
 from bridge.rpc import CallError, CallResult
 from bridge.schemas import is_uuid
 
@@ -39,7 +40,7 @@ def decode(raw: bytes) -> Message:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise Dropped(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        body = json.loads(raw)
+        body = jsontext.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Dropped("not valid JSON") from None
     if not isinstance(body, dict):

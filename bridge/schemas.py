@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final, TypeGuard
 
-from bridge.timeutil import parse_timestamp
+from bridge.timeutil import is_date_time
 
 _rs: Any
 try:  # pragma: no cover - which branch runs depends on the platform
@@ -208,7 +208,7 @@ def _compile_py(schema: dict[str, Any]) -> Validate:  # pragma: no cover - armv7
     import jsonschema
 
     checker = jsonschema.FormatChecker(formats=())
-    checker.checks("date-time")(lambda v: not isinstance(v, str) or parse_timestamp(v) is not None)
+    checker.checks("date-time")(lambda v: not isinstance(v, str) or is_date_time(v))
     checker.checks("uuid")(lambda v: not isinstance(v, str) or is_uuid(v))
     checker.checks("uri")(
         lambda v: not isinstance(v, str) or bool(urllib.parse.urlsplit(v).scheme and ":" in v)

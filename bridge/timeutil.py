@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from calendar import monthrange
 from datetime import UTC, datetime, timedelta
 
 
@@ -11,15 +13,42 @@ def ocpp_timestamp(moment: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# RFC 3339 section 5.6 date-time (not ISO 8601's wider grammar: no week dates, comma fractions,
+# "+01" offsets or spaces). T and Z may be lower case.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+
+
+def is_date_time(text: str) -> bool:
+    """Is `text` an RFC 3339 date-time (the JSON Schema "date-time" format)?"""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    # Year 0 (proleptic Gregorian) is a leap year, as 2000 is; calendar cannot take year 0.
+    if not 1 <= month <= 12 or not 1 <= day <= monthrange(year or 2000, month)[1]:
+        return False
+    offset_hour, offset_minute = int(match[9] or 0), int(match[10] or 0)
+    if hour > 23 or minute > 59 or second > 60 or offset_hour > 23 or offset_minute > 59:
+        return False
+    if second == 60:  # a leap second: only at 23:59:60 UTC (RFC 3339 5.7)
+        sign = -1 if match[8] == "+" else 1
+        utc = (hour * 60 + minute + sign * (offset_hour * 60 + offset_minute)) % 1440
+        return utc == 23 * 60 + 59
+    return True
+
+
 def parse_timestamp(text: str) -> datetime | None:
-    """Parse an RFC 3339 date-time; None when it is not one. Naive values are rejected."""
-    if len(text) < 20 or text[10] not in "Tt":
+    """An RFC 3339 date-time as an aware datetime; None when it is not one (or not
+    representable: year 0, a leap second)."""
+    if not is_date_time(text):
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("z", "Z"))
+        return datetime.fromisoformat(text.upper())
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else None
 
 
 class Clock:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from bridge import envelope, schemas
+from bridge import envelope, jsontext, schemas
 from bridge.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from bridge.schemas import JsonPath, Validate, json_path
 
@@ -74,14 +74,19 @@ class Result:
 
 def _parse(text: str, line: int | None) -> Chunk:
     try:
-        return Chunk(line, json.loads(text))
+        return Chunk(line, jsontext.loads(text))
     except json.JSONDecodeError as e:  # its msg names the syntax error, never the text
         return Chunk(
             line or e.lineno,
             error=f"not valid JSON: {e.msg.removesuffix(' at')} at column {e.colno}",
         )
-    except (ValueError, RecursionError):  # a number of > 4300 digits, nesting beyond ~1000
-        return Chunk(line, error="not valid JSON: nested too deeply or a number too long")
+    except RecursionError:
+        return Chunk(line, error="not valid JSON: nested too deeply")
+    except ValueError as e:  # NaN/Infinity (jsontext), a number beyond a double or 4300 digits
+        reason = (
+            str(e) if "JSON" in str(e) or "double" in str(e) else "a number with too many digits"
+        )
+        return Chunk(line, error=f"not valid JSON: {reason}")
 
 
 def split(text: str) -> list[Chunk]:

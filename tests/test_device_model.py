@@ -296,3 +296,33 @@ def test_check_value_never_raises_and_accepts_only_well_formed_values(
 @given(number=st.integers(min_value=-(2**31), max_value=2**31 - 1))
 def test_integers_round_trip_through_the_check(number: int) -> None:
     assert check_value(_def(DataType.integer), str(number)) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("2026-11-22T10:00:00Z", True),
+        ("2026-11-22t10:00:00.5+01:00", True),
+        ("2016-12-31T23:59:60Z", True),  # a leap second, at 23:59:60 UTC only
+        ("2016-12-31T12:59:60Z", False),
+        ("0000-02-29T00:00:00Z", True),  # year 0 is a leap year
+        ("2026-02-29T00:00:00Z", False),
+        ("2026-11-22T10:00:00+0100", False),  # ISO 8601 yes, RFC 3339 no
+        ("2026-11-22T10:00:00+01", False),
+        ("2026-11-22 10:00:00Z", False),
+        ("2026-11-22T10:00:00,5Z", False),
+        ("2026-W47-7T10:00:00Z", False),
+        ("２０２６-11-22T10:00:00Z", False),  # fullwidth digits
+        ("2026-11-22T10:00:00Z\n", False),
+        ("2026-11-22T10:00:00", False),  # no offset
+    ],
+)
+def test_date_times_are_rfc_3339_exactly_as_the_schema_validator_says(
+    text: str, valid: bool
+) -> None:
+    from bridge import schemas
+    from bridge.timeutil import is_date_time
+
+    assert is_date_time(text) is valid
+    validate = schemas.compile_schema({"type": "string", "format": "date-time"})
+    assert (validate(text) == []) is valid

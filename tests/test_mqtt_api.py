@@ -226,7 +226,7 @@ async def test_a_secret_in_a_bad_request_is_not_echoed(api: MqttApi) -> None:
 # --- property-based: nothing an outsider sends escapes as an exception
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
     ),
@@ -347,3 +347,16 @@ def test_the_request_schema_lists_exactly_the_implemented_actions(station: Stati
     schema = schemas.envelope_schema("ocpp_message.request")
     listed = schema["properties"]["data"]["properties"]["message_name"]["enum"]
     assert sorted(listed) == station.dispatcher.implemented()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": "2b0aa109-21a1-4f2f-bdbd-6cdf139e7bb1", "name": "ocpp_message", "x": NaN}',
+        b'{"id": "2b0aa109-21a1-4f2f-bdbd-6cdf139e7bb1", "name": "ocpp_message", "x": -Infinity}',
+        b'{"id": "2b0aa109-21a1-4f2f-bdbd-6cdf139e7bb1", "name": "ocpp_message", "x": 1e309}',
+    ],
+)
+async def test_non_json_numbers_make_a_message_invalid_json(api: MqttApi, raw: bytes) -> None:
+    """RFC 8259 has no NaN or Infinity; Python's json module would take them."""
+    assert await answer(api, raw) is None

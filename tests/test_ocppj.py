@@ -247,3 +247,13 @@ def test_reply_carries_follow_up_work() -> None:
 
     reply = Reply({"status": "Accepted"}, nothing)
     assert reply.payload == {"status": "Accepted"}
+
+
+@pytest.mark.parametrize(
+    "frame", ['[2,"a","Heartbeat",{"x":NaN}]', '[2,"a","Heartbeat",{"x":1e400}]']
+)
+def test_non_json_numbers_are_not_json(frame: str) -> None:
+    with pytest.raises(FrameError) as info:
+        parse(frame)
+    assert info.value.reply is not None
+    assert json.loads(info.value.reply)[:3] == [4, "-1", "RpcFrameworkError"]

@@ -25,7 +25,7 @@ from bridge.station.components import (
     VariableDef,
 )
 from bridge.store import Store
-from bridge.timeutil import parse_timestamp
+from bridge.timeutil import is_date_time
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def check_value(definition: VariableDef, value: str) -> Rejection | None:
         if value not in ("true", "false"):
             return Rejection("InvalidValue", "must be 'true' or 'false'")
     elif kind is DataType.dateTime:
-        if parse_timestamp(value) is None:
+        if not is_date_time(value):
             return Rejection("InvalidValue", "must be an RFC 3339 date-time with a time zone")
     elif kind is DataType.OptionList:
         if value not in (definition.values_list or ()):

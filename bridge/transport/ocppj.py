@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from bridge import schemas
+from bridge import jsontext, schemas
 from bridge.rpc import ERROR_CODES, CallError, CallResult
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def parse(frame: str | bytes) -> Call | Answer | None:
     """One received frame; None for a message type to ignore. FrameError when it is not OCPP-J."""
     try:
         text = frame.decode() if isinstance(frame, bytes) else frame
-        message = json.loads(text)
+        message = jsontext.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise FrameError(
             "not valid JSON", _rpc_error("-1", "The frame is not valid JSON")

@@ -1,0 +1,27 @@
+"""JSON as RFC 8259 defines it, for everything that arrives from outside.
+
+Python's `json.loads` also takes `NaN`, `Infinity` and numbers too large for a float (which become
+`inf`): none of these is JSON, and a schema's `number` cannot hold them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number too large for a double")
+    return value
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON text; ValueError (or UnicodeDecodeError, RecursionError) when it is not JSON."""
+    return json.loads(text, parse_constant=_constant, parse_float=_number)
