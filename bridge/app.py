@@ -34,7 +34,10 @@ class Bridge:
             raise
         self.mqtt_api = MqttApi(self.station.dispatcher)
         self.mqtt = MqttTransport(
-            settings.mqtt, f"ocpp-bridge-{settings.station.id}", self.mqtt_api.handle
+            settings.mqtt,
+            f"ocpp-bridge-{settings.station.id}",
+            self.mqtt_api.handle,
+            self.mqtt_api.busy,
         )
         registration = self.station.registration
         self.csms = CsmsLink(self.station, settings, registration.handle_call, registration.run)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ class MqttApi:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self._follow_ups: set[asyncio.Task[None]] = set()
+        self._busy_count, self._busy_logged = 0, 0.0
         self._envelope = schemas.envelope_validator("envelope")
         self._ocpp_request = schemas.envelope_validator("ocpp_message.request")
 
@@ -40,6 +42,24 @@ class MqttApi:
             log.exception("failed to answer message %s", message.id)
             body = self._error(message, CallError("InternalError", "The bridge failed to answer"))
         return envelope.encode(body) if body is not None else None
+
+    def busy(self, raw: bytes) -> bytes | None:
+        """The answer to a request that found the bridge overloaded (never silence)."""
+        try:
+            message = envelope.decode(raw)
+        except envelope.Dropped:
+            return None
+        if message.type == "response":
+            return None
+        self._busy_count += 1
+        now = time.monotonic()
+        if now - self._busy_logged >= 1.0:  # one line a second, not one per message
+            log.warning("overloaded: %d more requests answered busy", self._busy_count)
+            self._busy_count, self._busy_logged = 0, now
+        error = CallError(
+            "GenericError", "The bridge is busy: too many requests are waiting; send it again"
+        )
+        return envelope.encode(self._error(message, error))
 
     async def _answer(self, message: envelope.Message, size: int) -> dict[str, Any] | None:
         if message.type == "response":

@@ -232,12 +232,15 @@ def _def(data_type: DataType, **kw: Any) -> VariableDef:
         (_def(DataType.integer), "2147483647", None),
         (_def(DataType.integer), "2147483648", "InvalidValue"),  # 32-bit
         (_def(DataType.integer), "-2147483648", None),
+        (_def(DataType.integer), "1\u0662", "InvalidValue"),  # an Arabic-Indic digit
+        (_def(DataType.integer), "\uff13", "InvalidValue"),  # a fullwidth digit
         (_def(DataType.integer, min_limit=Decimal(1)), "0", "ValueTooLow"),
         (_def(DataType.integer, max_limit=Decimal(3)), "4", "ValueTooHigh"),
         (_def(DataType.decimal), "1.25", None),
         (_def(DataType.decimal), "1e5", "InvalidValue"),
         (_def(DataType.decimal), "0.1234567", "InvalidValue"),  # at most 6 decimals
         (_def(DataType.decimal), "-0.5", None),
+        (_def(DataType.decimal), "4\u0966.5", "InvalidValue"),  # a Devanagari zero
         (_def(DataType.decimal), "NaN", "InvalidValue"),
         (_def(DataType.decimal, max_limit=Decimal(22000)), "22000.5", "ValueTooHigh"),
         (_def(DataType.boolean), "true", None),

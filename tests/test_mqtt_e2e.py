@@ -103,3 +103,22 @@ async def test_an_unknown_response_id_is_not_answered(bridge: Bridge, oem: Oem) 
     assert answer["data"]["message_type"] == "CallResult"
     await asyncio.sleep(0.2)
     assert oem.unexpected == []
+
+
+async def test_a_flood_gets_an_answer_for_every_request(bridge: Bridge, oem: Oem) -> None:
+    """More requests at once than the bridge queues: the overflow is answered "busy", not lost."""
+    requests = [example("request.GetVariables") for _ in range(4000)]
+    futures = []
+    for request in requests:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        oem.answers[request["id"]] = future
+        futures.append(future)
+    await asyncio.gather(*(oem.send(r) for r in requests))
+    answers = await asyncio.wait_for(asyncio.gather(*futures), 60)
+    kinds = {a["data"].get("error_code", a["data"]["message_type"]) for a in answers}
+    assert kinds <= {"CallResult", "GenericError"}
+    assert "CallResult" in kinds
+    busy = [a for a in answers if a["data"].get("error_code") == "GenericError"]
+    assert all("busy" in a["data"]["error_description"] for a in busy)
+    await asyncio.sleep(0.3)
+    assert oem.unexpected == []  # exactly one answer each

@@ -162,7 +162,12 @@ class Registration:
     async def _send_statuses(self, connectors: list[tuple[int, int]]) -> None:
         for connector in connectors:
             payload = self.availability.status_notification(connector)
-            result = await self.outbox.call("StatusNotification", payload)
+            try:
+                result = await self.outbox.call("StatusNotification", payload)
+            except TimeoutError:
+                # Not acknowledged: it counts as changed and goes again at the next resync.
+                log.warning("StatusNotification of connector %s: no answer", connector)
+                continue
             if isinstance(result, CallError):
                 log.warning("StatusNotification answered %s", result.code)
             else:

@@ -120,9 +120,9 @@ class Variable:
 
 # OCPP 2.0.1 part 2, 2.1.4 primitive types: integers are 32-bit, "no leading 0's, no plus sign";
 # decimals sent to a Charging Station have at most 6 decimal places.
-_INTEGER = re.compile(r"-?(0|[1-9]\d{0,9})")
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,9})")
 _INT32 = (-(2**31), 2**31 - 1)
-_DECIMAL = re.compile(r"-?\d{1,15}(\.\d{1,6})?")
+_DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,6})?")
 _KEY = re.compile(
     r"(?P<component>[A-Za-z0-9_-]+)(?:\[(?P<component_instance>[^\]]+)\])?"
     r"\.(?P<variable>[A-Za-z0-9_-]+)(?:\[(?P<variable_instance>[^\]]+)\])?"

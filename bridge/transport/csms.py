@@ -168,6 +168,11 @@ class CsmsLink:
         reader = asyncio.create_task(connection.serve())
         session = asyncio.create_task(self.session(connection))
         try:
+            await asyncio.wait({reader, session}, return_when=asyncio.FIRST_COMPLETED)
+            if session.done() and not session.cancelled() and session.exception() is not None:
+                # The session must outlive the connection; if it died, start over cleanly.
+                log.error("the CSMS session failed", exc_info=session.exception())
+                await websocket.close(1011, "station error")
             await reader
         finally:
             session.cancel()
@@ -232,10 +237,10 @@ class CsmsLink:
             ) from None
         except ssl.SSLError as e:
             raise ConnectFailure(f"TLS handshake failed ({e.reason or e})") from None
+        except TimeoutError:  # an OSError too: before it
+            raise ConnectFailure(f"no WebSocket upgrade from {url} within {timeout} s") from None
         except (OSError, InvalidHandshake) as e:
             raise ConnectFailure(f"cannot reach {url}: {e}") from None
-        except TimeoutError:
-            raise ConnectFailure(f"no WebSocket upgrade from {url} within {timeout} s") from None
         if websocket.subprotocol is None:
             await websocket.close(1002, "no OCPP subprotocol selected")
             raise ConnectFailure(

@@ -13,20 +13,38 @@ import logging
 import random
 import socket
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 
 from bridge.config import MqttSettings
 
 log = logging.getLogger(__name__)
 
 Handle = Callable[[bytes], Awaitable[bytes | None]]
+Busy = Callable[[bytes], bytes | None]
 
 MAX_IN_FLIGHT = 64  # messages being handled at once; beyond that the broker's queue waits
 MAX_PUBLISHING = 10  # answers waiting for their PUBACK at once (aiomqtt warns above 10)
-MAX_QUEUED = 1000  # messages aiomqtt holds for us; beyond that it drops (with a warning)
+MAX_QUEUED = 1000  # messages waiting to be handled; beyond that each gets a "busy" answer
+MAX_BUSY = 5000  # "busy" answers not yet published; beyond that messages are dropped (logged)
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+
+
+def _inbox(overflow: Callable[[aiomqtt.Message], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """aiomqtt's incoming queue, bounded; what does not fit goes to `overflow` (aiomqtt itself
+    would drop it after its PUBACK, and the OEM would wait for an answer that never comes)."""
+
+    class Inbox(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            if self.full():
+                overflow(item)
+            else:
+                super().put_nowait(item)
+
+    return Inbox
 
 
 def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
@@ -38,10 +56,13 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
 
 
 class MqttTransport:
-    def __init__(self, settings: MqttSettings, client_id: str, handle: Handle) -> None:
+    def __init__(self, settings: MqttSettings, client_id: str, handle: Handle, busy: Busy) -> None:
         self.settings = settings
         self.client_id = client_id
         self.handle = handle
+        self.busy = busy
+        self._client_now: aiomqtt.Client | None = None
+        self._busy: deque[mqtt.MQTTMessageInfo] = deque()
         self.connected = False
         self.last_error = ""
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -61,6 +82,7 @@ class MqttTransport:
             keepalive=30,
             tls_context=tls_context(s),
             max_queued_incoming_messages=MAX_QUEUED,
+            queue_type=_inbox(self._overflow),
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
 
@@ -71,6 +93,7 @@ class MqttTransport:
         while True:
             try:
                 async with client:
+                    self._client_now = client
                     await client.subscribe(self.settings.request_topic, qos=1)
                     self.connected = True
                     self.last_error = ""
@@ -106,6 +129,7 @@ class MqttTransport:
                     )
             finally:
                 self.connected = False
+                self._client_now = None
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
             delay = min(delay * 2, BACKOFF_MAX)
 
@@ -121,3 +145,21 @@ class MqttTransport:
             log.exception("handling an MQTT message failed")
         finally:
             self._slots.release()
+
+    def _overflow(self, message: aiomqtt.Message) -> None:
+        """More requests than MAX_QUEUED are waiting: answer this one "busy" at once.
+
+        Published straight through paho (non-blocking; paho handles QoS 1 in flight): an
+        awaited publish per busy answer would itself fall behind the flood."""
+        client, payload = self._client_now, message.payload
+        if client is None or not isinstance(payload, bytes | bytearray):
+            return
+        while self._busy and self._busy[0].is_published():
+            self._busy.popleft()
+        if len(self._busy) >= MAX_BUSY:
+            log.warning("overloaded: dropped a message without an answer")
+            return
+        answer = self.busy(bytes(payload))
+        if answer is not None:
+            paho = client._client
+            self._busy.append(paho.publish(self.settings.response_topic, answer, qos=1))
