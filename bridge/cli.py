@@ -38,10 +38,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str) -> None:
+    # Under systemd the journal stamps every line itself.
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
     logging.basicConfig(
         level=level,
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"{stamp}%(levelname)s %(name)s: %(message)s",
     )
     for noisy in ("websockets", "aiomqtt", "paho"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

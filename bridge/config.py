@@ -68,7 +68,7 @@ class StationSettings(_Section):
 class CsmsSettings(_Section):
     url: str = ""  # empty: no CSMS configured yet (e.g. provisioning on the production line)
     ocpp_versions: list[Literal["ocpp2.0.1"]] = Field(default=["ocpp2.0.1"], min_length=1)
-    security_profile: Literal[0, 1, 2, 3] = 0
+    security_profile: int = Field(default=0, ge=0, le=3)
     password: SecretStr = SecretStr("")
     ca_file: str = ""
     client_cert: str = ""
@@ -108,7 +108,7 @@ class MqttSettings(_Section):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str = ""
     password: SecretStr = SecretStr("")
-    tls: StrictBool = False
+    tls: bool = False
     ca_file: str = ""  # with tls: the broker's CA; empty = the system's trust store
     request_topic: str = Field(default="cs/josev", min_length=1)
     response_topic: str = Field(default="josev/cs", min_length=1)

@@ -138,3 +138,21 @@ def test_arbitrary_files_are_a_config_error_or_settings_never_a_crash(text: str)
             load_settings(path)
         except ConfigError as e:
             assert str(e).startswith(str(path))  # noqa: PT017 - either outcome is fine
+
+
+def test_every_key_type_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Integers, booleans and choices arrive as text from the environment."""
+    monkeypatch.setenv("OCPP_BRIDGE_CSMS__SECURITY_PROFILE", "1")
+    monkeypatch.setenv("OCPP_BRIDGE_MQTT__TLS", "true")
+    monkeypatch.setenv("OCPP_BRIDGE_LOGGING__LEVEL", "DEBUG")
+    monkeypatch.setenv("OCPP_BRIDGE_CSMS__OCPP_VERSIONS", '["ocpp2.0.1"]')
+    settings = load_settings_ok(tmp_path, MINIMAL + '[csms]\nurl = "ws://h:9/o"\n')
+    assert settings.csms.security_profile == 1
+    assert settings.mqtt.tls is True
+    assert settings.logging.level == "DEBUG"
+    monkeypatch.setenv("OCPP_BRIDGE_CSMS__SECURITY_PROFILE", "7")
+    assert "csms.security_profile: Input should be less than or equal to 3" in problem(
+        tmp_path, MINIMAL
+    )
