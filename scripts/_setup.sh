@@ -2,6 +2,7 @@
 # Sets PY to the Python that has the project installed.
 # Usage: install_project EXTRAS   (e.g. "" or "[test]")
 #        install_node_peer        (the npm package ocpp-rpc in tests/ocpp_rpc, for the peer test)
+#        install_deploy_tools     (a compose client and systemd-analyze: tests/test_deploy.py)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -54,4 +55,22 @@ install_node_peer() {
   else
     (cd "$dir" && npm install --silent --no-audit --no-fund)
   fi || echo "warning: npm could not install $dir; the ocpp-rpc peer test cannot run" >&2
+}
+
+install_deploy_tools() {
+  # tests/test_deploy.py: `docker compose config` (or docker-compose) parses deploy/compose.yaml
+  # without a Docker engine, systemd-analyze verifies the unit (PyYAML is in the test extras).
+  local packages=()
+  if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+    packages+=(docker-compose)
+  fi
+  command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
+  if [ "${#packages[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
+      echo "installing ${packages[*]} (Debian) for tests/test_deploy.py" >&2
+      apt_install "${packages[@]}"
+    else
+      echo "note: ${packages[*]} not installed; parts of tests/test_deploy.py are skipped" >&2
+    fi
+  fi
 }
