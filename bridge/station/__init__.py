@@ -107,9 +107,8 @@ class Station:
                 raise ConfigError(f"{name}: the station keeps this value itself; it cannot be set")
             wanted.append((name, variable, device_model_text(raw)))
 
-        if csms.url:
-            profile = {
-                "configurationSlot": CONFIG_SLOT,
+        if csms.url:  # slot 1: the installer's connection
+            data = {
                 "ocppCsmsUrl": csms.url,
                 "securityProfile": csms.security_profile,
                 "ocppVersion": "OCPP20",
@@ -117,7 +116,6 @@ class Station:
                 "ocppInterface": "Wired0",
                 "messageTimeout": dm.int_value("OCPPCommCtrlr.MessageTimeout[Default]"),
             }
-            data = {k: v for k, v in profile.items() if k != "configurationSlot"}
             digest = changed("csms.url", repr(sorted(data.items())))
             if digest is not None:
                 # The installer's file may set any profile, including a lower one.
