@@ -27,7 +27,7 @@ Handle = Callable[[bytes], Awaitable[bytes | None]]
 Busy = Callable[[bytes], bytes | None]
 
 MAX_IN_FLIGHT = 64  # messages being handled at once; beyond that the broker's queue waits
-MAX_PUBLISHING = 10  # answers waiting for their PUBACK at once (aiomqtt warns above 10)
+MAX_UNACKNOWLEDGED = 1000  # answers waiting for their PUBACK; beyond that handling waits
 MAX_QUEUED = 1000  # messages waiting to be handled; beyond that each gets a "busy" answer
 MAX_BUSY = 5000  # "busy" answers not yet published; beyond that messages are dropped (logged)
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
@@ -66,7 +66,7 @@ class MqttTransport:
         self.connected = False
         self.last_error = ""
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._publishing = asyncio.Semaphore(MAX_PUBLISHING)
+        self._answers: deque[mqtt.MQTTMessageInfo] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _client(self) -> aiomqtt.Client:
@@ -137,10 +137,8 @@ class MqttTransport:
         try:
             answer = await self.handle(payload)
             if answer is not None:
-                async with self._publishing:
-                    await client.publish(self.settings.response_topic, answer, qos=1)
-        except aiomqtt.MqttError as e:
-            log.warning("could not publish an answer: %s", e)
+                self._answers.append(self._publish(client, answer))
+                await _until_acknowledged(self._answers, MAX_UNACKNOWLEDGED)
         except Exception:
             log.exception("handling an MQTT message failed")
         finally:
@@ -154,12 +152,44 @@ class MqttTransport:
         client, payload = self._client_now, message.payload
         if client is None or not isinstance(payload, bytes | bytearray):
             return
-        while self._busy and self._busy[0].is_published():
-            self._busy.popleft()
+        _forget_acknowledged(self._busy)
         if len(self._busy) >= MAX_BUSY:
             log.warning("overloaded: dropped a message without an answer")
             return
         answer = self.busy(bytes(payload))
         if answer is not None:
-            paho = client._client
-            self._busy.append(paho.publish(self.settings.response_topic, answer, qos=1))
+            self._busy.append(self._publish(client, answer))
+
+    def _publish(self, client: aiomqtt.Client, answer: bytes) -> mqtt.MQTTMessageInfo:
+        """Publish an answer at QoS 1 without waiting for its PUBACK.
+
+        Straight through paho, which keeps the message until the broker acknowledges it and sends
+        it again after a reconnect (a persistent session). aiomqtt's own publish() would await
+        each PUBACK in a future: ~15 % of the pipelined throughput (measured, bench/)."""
+        info = client._client.publish(self.settings.response_topic, answer, qos=1)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("could not publish an answer: %s", mqtt.error_string(info.rc))
+        return info
+
+
+async def _until_acknowledged(sent: deque[mqtt.MQTTMessageInfo], limit: int) -> None:
+    """Forget acknowledged answers; while `limit` or more are not, wait (the broker is slow
+    or gone: handling more requests would only pile answers up in memory)."""
+    while _forget_acknowledged(sent) >= limit:  # noqa: ASYNC110 - paho has no awaitable PUBACK
+        await asyncio.sleep(0.05)
+
+
+def _forget_acknowledged(sent: deque[mqtt.MQTTMessageInfo]) -> int:
+    """Drop the acknowledged answers from the front of `sent`; how many are left."""
+    while sent and _acknowledged(sent[0]):
+        sent.popleft()
+    return len(sent)
+
+
+def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    try:
+        return info.is_published()
+    except (ValueError, RuntimeError):
+        # Never queued, or queued while the connection was down: paho sends the latter after the
+        # reconnect, but its info cannot say when. Nothing to wait for either way.
+        return True
