@@ -74,6 +74,12 @@ TARGET_RATE = 2000.0  # requests/s, pipelined
 TARGET_P50_MS = 2.0
 TARGET_RSS_MB = 50.0
 
+# The seed's InstallCertificate (a CSMS root); the first certificate operation imports cryptography.
+CERTIFICATE_REQUEST = (
+    Path(__file__).resolve().parent.parent
+    / "tests/examples/ocpp_message/request.InstallCertificate.json"
+)
+
 VARIABLES = [
     ("OCPPCommCtrlr", "OfflineThreshold"),
     ("OCPPCommCtrlr", "HeartbeatInterval"),
@@ -405,6 +411,7 @@ class Results:
     echo_after: Column = field(default_factory=Column)  # the echo again, to see the drift
     nagle: Sequential | None = None
     bridge_log: list[str] = field(default_factory=list)
+    rss_after_certificate_mb: float = math.nan  # the bridge, after one InstallCertificate
 
 
 async def measure(
@@ -430,6 +437,21 @@ async def measure(
         column.rss_mb, column.hwm_mb = rss_mb(pid)
         if o.unexpected:
             print(f"  ({o.unexpected} unexpected answers)", file=sys.stderr)
+
+
+async def rss_after_certificate(port: int, server: subprocess.Popen[bytes]) -> float:
+    """The bridge's RSS after its first certificate operation (not a target: the measured runs
+    have none, and `cryptography` is only imported for certificates)."""
+    body = json.loads(CERTIFICATE_REQUEST.read_text())
+    body["id"] = str(uuid.uuid4())
+    async with oem(port) as o:
+        o.check = lambda answer: answer["data"].get("payload", {}).get("status") == "Accepted"
+        o.pending[body["id"]] = time.perf_counter()
+        await o.client.publish(REQUEST_TOPIC, json.dumps(body), qos=1)
+        await o._until_fewer_pending(1)
+        if o.failures:
+            raise RuntimeError("the bridge did not accept the seed's InstallCertificate")
+    return rss_mb(server.pid)[0]
 
 
 def bridge_config(directory: Path, port: int) -> Path:
@@ -488,6 +510,7 @@ async def run(args: argparse.Namespace, processes: Processes, directory: Path) -
     bridge = processes.start([sys.executable, "-m", "bridge", "run", "--config", str(config)], log)
     try:
         await measure(results.bridge, port, bridge, args.requests, args.pipelined, bridge_answer_ok)
+        results.rss_after_certificate_mb = await rss_after_certificate(port, bridge)
     except Exception:
         print(f"--- bridge log ---\n{log.read_text()[-4000:]}", file=sys.stderr)
         raise
@@ -607,6 +630,12 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
             f"  p50 {num(nagle.stat('p50'), 2)} ms, p90 {num(nagle.stat('p90'), 2)} ms, "
             f"mean {num(nagle.stat('mean'), 2)} ms, {nagle.failures} failures",
         ]
+
+    lines += [
+        "",
+        "bridge RSS MB after the runs and one InstallCertificate (imports cryptography; "
+        f"not a target): {num(results.rss_after_certificate_mb, 1)}",
+    ]
 
     warnings = Counter(
         re.sub(r"\d+", "N", line.split(" ", 2)[2])
