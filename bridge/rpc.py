@@ -30,15 +30,8 @@ class CallResult:
     payload: dict[str, Any]
     # Work to start once the response is on its way (e.g. the message a TriggerMessage asked for:
     # F06.FR.04 wants the response first). Both doors run it after sending the response.
+    # A handler returns a CallResult (instead of the bare payload) when it has such work.
     follow_up: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What a handler returns when it has follow-up work: the payload and that work."""
-
-    payload: dict[str, Any]
-    follow_up: Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from bridge.config import StationSettings
-from bridge.rpc import CallError, CallResult, OcppError, Reply
+from bridge.rpc import CallError, CallResult, OcppError
 from bridge.station.availability import Availability
 from bridge.station.device_model import DeviceModel, Variable
 from bridge.station.dispatcher import STATION_VERSION, Dispatcher
@@ -212,16 +212,16 @@ class Registration:
 
     # --- F06: TriggerMessage
 
-    def trigger_message(self, payload: dict[str, Any]) -> dict[str, Any] | Reply:
+    def trigger_message(self, payload: dict[str, Any]) -> dict[str, Any] | CallResult:
         requested = payload["requestedMessage"]
         if not self.outbox.connected:
             return _status("Rejected", "NotEnabled", "no CSMS connection to send it on")
         if requested == "BootNotification":
             if self.status == "Accepted":  # F06.FR.17
                 return _status("Rejected", "NotEnabled", "the boot is already accepted")
-            return Reply({"status": "Accepted"}, self._trigger_boot)
+            return CallResult({"status": "Accepted"}, self._trigger_boot)
         if requested == "Heartbeat":
-            return Reply({"status": "Accepted"}, self.send_heartbeat)
+            return CallResult({"status": "Accepted"}, self.send_heartbeat)
         if requested == "StatusNotification":
             connectors = self.availability.select(payload.get("evse"))
             if connectors is None:
@@ -234,7 +234,7 @@ class Registration:
             async def send() -> None:
                 await self._send_statuses(connectors)
 
-            return Reply({"status": "Accepted"}, send)
+            return CallResult({"status": "Accepted"}, send)
         return {"status": "NotImplemented"}  # F06.FR.08
 
     async def _trigger_boot(self) -> None:

@@ -15,12 +15,12 @@ from contextvars import ContextVar
 from typing import Any
 
 from bridge import schemas
-from bridge.rpc import CallError, CallResult, OcppError, Reply
+from bridge.rpc import CallError, CallResult, OcppError
 
 log = logging.getLogger(__name__)
 
 Payload = dict[str, Any]
-Handler = Callable[[Payload], Payload | Reply | Awaitable[Payload | Reply]]
+Handler = Callable[[Payload], Payload | CallResult | Awaitable[Payload | CallResult]]
 
 STATION_VERSION = "ocpp2.0.1"
 
@@ -123,7 +123,7 @@ class Dispatcher:
             returned = handler(payload)
             if inspect.isawaitable(returned):
                 returned = await returned
-            if isinstance(returned, Reply):
+            if isinstance(returned, CallResult):
                 result, follow_up = returned.payload, returned.follow_up
             else:
                 result = returned

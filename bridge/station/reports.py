@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rpc import CallError, OcppError, Reply
+from bridge.rpc import CallError, CallResult, OcppError
 from bridge.station.components import CONNECTOR, EVSE, Mutability
 from bridge.station.device_model import ComponentRef, DeviceModel, Variable
 from bridge.station.dispatcher import message_size
@@ -98,7 +98,7 @@ class Reports:
 
     # B07: GetBaseReport
 
-    def get_base_report(self, payload: dict[str, Any]) -> dict[str, Any] | Reply:
+    def get_base_report(self, payload: dict[str, Any]) -> dict[str, Any] | CallResult:
         base = payload["reportBase"]
         if not self.outbox.connected:  # B07.FR.13: temporarily unable
             return _rejected("no CSMS connection to send the report on")
@@ -111,7 +111,7 @@ class Reports:
 
     # B08: GetReport
 
-    def get_report(self, payload: dict[str, Any]) -> dict[str, Any] | Reply:
+    def get_report(self, payload: dict[str, Any]) -> dict[str, Any] | CallResult:
         dm = self.device_model
         wanted = payload.get("componentVariable") or []
         items_limit = dm.int_value("DeviceDataCtrlr.ItemsPerMessage[GetReport]")
@@ -154,7 +154,7 @@ class Reports:
                     yield component
                     break
 
-    def _accepted(self, request_id: int, variables: list[Variable]) -> Reply:
+    def _accepted(self, request_id: int, variables: list[Variable]) -> CallResult:
         parts = self._split(variables)
 
         async def send() -> None:
@@ -176,7 +176,7 @@ class Reports:
                 if isinstance(result, CallError):
                     log.warning("NotifyReport %d/%d answered %s", request_id, seq_no, result.code)
 
-        return Reply({"status": "Accepted"}, send)
+        return CallResult({"status": "Accepted"}, send)
 
     def _split(self, variables: list[Variable]) -> list[list[dict[str, Any]]]:
         dm = self.device_model
