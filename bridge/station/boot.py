@@ -17,7 +17,7 @@ from typing import Any, Final
 from bridge.config import StationSettings
 from bridge.rpc import CallError, CallResult, OcppError
 from bridge.station.availability import Availability
-from bridge.station.device_model import DeviceModel, Variable
+from bridge.station.device_model import DeviceModel, Rejection, Variable
 from bridge.station.dispatcher import STATION_VERSION, Dispatcher
 from bridge.station.outbox import NotConnected, Outbox
 from bridge.timeutil import Clock
@@ -215,10 +215,10 @@ class Registration:
     def trigger_message(self, payload: dict[str, Any]) -> dict[str, Any] | CallResult:
         requested = payload["requestedMessage"]
         if not self.outbox.connected:
-            return _status("Rejected", "NotEnabled", "no CSMS connection to send it on")
+            return Rejection("NotEnabled", "no CSMS connection to send it on").answer("Rejected")
         if requested == "BootNotification":
             if self.status == "Accepted":  # F06.FR.17
-                return _status("Rejected", "NotEnabled", "the boot is already accepted")
+                return Rejection("NotEnabled", "the boot is already accepted").answer("Rejected")
             return CallResult({"status": "Accepted"}, self._trigger_boot)
         if requested == "Heartbeat":
             return CallResult({"status": "Accepted"}, self.send_heartbeat)
@@ -247,7 +247,3 @@ def _is_boot_trigger(action: str, payload: Any) -> bool:
         and isinstance(payload, dict)
         and payload.get("requestedMessage") == "BootNotification"
     )
-
-
-def _status(status: str, reason: str, info: str) -> dict[str, Any]:
-    return {"status": status, "statusInfo": {"reasonCode": reason, "additionalInfo": info}}

@@ -90,6 +90,14 @@ class Rejection(NamedTuple):
     reason: str
     info: str
 
+    def status_info(self) -> dict[str, str]:
+        """As a StatusInfoType."""
+        return {"reasonCode": self.reason, "additionalInfo": self.info}
+
+    def answer(self, status: str) -> dict[str, Any]:
+        """A response payload with this `status` and the reason as its statusInfo."""
+        return {"status": status, "statusInfo": self.status_info()}
+
 
 @dataclass(slots=True)
 class Variable:

@@ -36,10 +36,6 @@ def _check_message_limits(
             )
 
 
-def _status_info(why: Rejection) -> dict[str, str]:
-    return {"reasonCode": why.reason, "additionalInfo": why.info}
-
-
 class Provisioning:
     def __init__(self, device_model: DeviceModel, network_profiles: NetworkProfiles) -> None:
         self.device_model = device_model
@@ -74,9 +70,8 @@ class Provisioning:
         elif found.definition.mutability is Mutability.WriteOnly:
             # B06.FR.xx: the value of a WriteOnly variable is never returned.
             result["attributeStatus"] = "Rejected"
-            result["attributeStatusInfo"] = _status_info(
-                Rejection("WriteOnly", f"{found.key} is write-only")
-            )
+            why = Rejection("WriteOnly", f"{found.key} is write-only")
+            result["attributeStatusInfo"] = why.status_info()
         else:
             # B06.FR.13: a supported attribute without a value reads as the empty string.
             value = found.read(attribute) or ""
@@ -128,7 +123,7 @@ class Provisioning:
             why = self.device_model.check(found, value)
         if why is not None:
             result["attributeStatus"] = "Rejected"
-            result["attributeStatusInfo"] = _status_info(why)
+            result["attributeStatusInfo"] = why.status_info()
             return result, None
         if found.definition.reboot_required:
             result["attributeStatus"] = "RebootRequired"  # e.g. B10.FR.01
@@ -140,7 +135,7 @@ class Provisioning:
         slot, data = payload["configurationSlot"], payload["connectionData"]
         why = self.network_profiles.check(slot, data)
         if why is not None:
-            return {"status": "Rejected", "statusInfo": _status_info(why)}  # B09.FR.02/04/05
+            return why.answer("Rejected")  # B09.FR.02/04/05
         try:
             self.network_profiles.save(slot, data)
         except Exception:

@@ -14,12 +14,14 @@ from typing import Any
 
 from bridge.rpc import CallError, CallResult, OcppError
 from bridge.station.components import CONNECTOR, EVSE, Mutability
-from bridge.station.device_model import ComponentRef, DeviceModel, Variable
+from bridge.station.device_model import ComponentRef, DeviceModel, Rejection, Variable
 from bridge.station.dispatcher import message_size
 from bridge.station.outbox import NotConnected, Outbox
 from bridge.timeutil import Clock
 
 log = logging.getLogger(__name__)
+
+_NO_CONNECTION = Rejection("NotEnabled", "no CSMS connection to send the report on")
 
 
 def _number(value: Any) -> int | float:
@@ -101,7 +103,7 @@ class Reports:
     def get_base_report(self, payload: dict[str, Any]) -> dict[str, Any] | CallResult:
         base = payload["reportBase"]
         if not self.outbox.connected:  # B07.FR.13: temporarily unable
-            return _rejected("no CSMS connection to send the report on")
+            return _NO_CONNECTION.answer("Rejected")
         variables = list(self.device_model)
         if base == "ConfigurationInventory":  # B07.FR.07: what the operator can set
             variables = [v for v in variables if v.definition.mutability is not Mutability.ReadOnly]
@@ -125,7 +127,7 @@ class Reports:
         if bytes_limit and message_size(payload) > bytes_limit:
             raise OcppError("FormatViolation", "GetReport exceeds BytesPerMessage[GetReport]")
         if not self.outbox.connected:  # B08.FR.16
-            return _rejected("no CSMS connection to send the report on")
+            return _NO_CONNECTION.answer("Rejected")
         variables = list(dm)
         if wanted:  # B08.FR.05/11
             variables = [v for v in variables if any(matches(v, w) for w in wanted)]
@@ -205,10 +207,3 @@ def _summary(variable: Variable) -> bool:
     ):
         return True
     return name in ("Problem", "Tripped", "Overload", "Fallback") and variable.read() == "true"
-
-
-def _rejected(info: str) -> dict[str, Any]:
-    return {
-        "status": "Rejected",
-        "statusInfo": {"reasonCode": "NotEnabled", "additionalInfo": info},
-    }

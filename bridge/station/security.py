@@ -163,7 +163,7 @@ class Security:
 
     def install_certificate(self, payload: dict[str, Any]) -> dict[str, Any]:
         status, why = self.certificates.install(payload["certificateType"], payload["certificate"])
-        return _with_status(status, why)
+        return {"status": status} if why is None else why.answer(status)
 
     def get_installed_certificate_ids(self, payload: dict[str, Any]) -> dict[str, Any]:
         chains = self.certificates.hash_data_chains(payload.get("certificateType"))
@@ -176,10 +176,3 @@ class Security:
         if wanted["hashAlgorithm"] not in HASH_ALGORITHMS:  # pragma: no cover - schema enum
             raise OcppError("PropertyConstraintViolation", "unknown hashAlgorithm")
         return {"status": self.certificates.delete(wanted)}
-
-
-def _with_status(status: str, why: Rejection | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"status": status}
-    if why is not None:
-        out["statusInfo"] = {"reasonCode": why.reason, "additionalInfo": why.info}
-    return out
