@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosedOK
 from websockets.frames import Close
 
-from bridge.rpc import CallError, CallResult, Reply
+from bridge.rpc import CallError, CallResult
 from bridge.transport.csms import backoff_delay
 from bridge.transport.ocppj import Answer, Call, ConnectionLost, FrameError, RpcConnection, parse
 
@@ -239,14 +239,6 @@ async def test_malformed_frames_are_answered_and_the_connection_goes_on() -> Non
     assert await ws.next_sent() == [3, "ok", {"status": "Accepted"}]
     await ws.close()
     await reader
-
-
-def test_reply_carries_follow_up_work() -> None:
-    async def nothing() -> None:
-        return None
-
-    reply = Reply({"status": "Accepted"}, nothing)
-    assert reply.payload == {"status": "Accepted"}
 
 
 @pytest.mark.parametrize(
