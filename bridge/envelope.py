@@ -53,8 +53,7 @@ def decode(raw: bytes) -> Message:
 
 
 def encode(body: dict[str, Any]) -> bytes:
-    # ASCII with \u escapes: valid JSON for every string, even a lone surrogate from the input.
-    return json.dumps(body, separators=(",", ":")).encode()
+    return jsontext.dumps(body).encode()
 
 
 def response(message_id: str, name: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""JSON as RFC 8259 defines it, for everything that arrives from outside.
+"""JSON as RFC 8259 defines it, for everything that arrives from outside and all we send.
 
 Python's `json.loads` also takes `NaN`, `Infinity` and numbers too large for a float (which become
 `inf`): none of these is JSON, and a schema's `number` cannot hold them.
@@ -20,6 +20,12 @@ def _number(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError("a number too large for a double")
     return value
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, ASCII with \\u escapes: valid for every string, even a lone surrogate from the
+    input. What both doors send, so also what a message's size is measured in."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def loads(text: str | bytes) -> Any:

@@ -7,11 +7,11 @@ The CALLRESULT goes first; the NotifyReport messages follow on the CSMS connecti
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
+from bridge import jsontext
 from bridge.rpc import CallError, CallResult, OcppError
 from bridge.station.components import CONNECTOR, EVSE, Mutability
 from bridge.station.device_model import ComponentRef, DeviceModel, Rejection, Variable
@@ -189,7 +189,7 @@ class Reports:
         size = 0
         for variable in variables:
             data = report_data(variable, value_size)
-            data_size = len(json.dumps(data, separators=(",", ":")).encode()) + 1
+            data_size = len(jsontext.dumps(data)) + 1  # ASCII: characters are bytes
             part = parts[-1]
             if part and (len(part) >= items_limit or size + data_size + 200 > bytes_limit):
                 parts.append([])

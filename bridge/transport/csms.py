@@ -33,14 +33,13 @@ from websockets.typing import Subprotocol
 
 from bridge import __version__
 from bridge.config import Settings
-from bridge.station import Station
+from bridge.station import PASSWORD, Station
 from bridge.station.device_model import Variable
 from bridge.transport.ocppj import HandleCall, RpcConnection
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME: Final = 256 * 1024  # the largest frame we accept from the CSMS
-PASSWORD: Final = "SecurityCtrlr.BasicAuthPassword"  # noqa: S105 - a variable name
 
 Session = Callable[[RpcConnection], Coroutine[Any, Any, None]]
 

@@ -14,12 +14,13 @@ knows all RPC error codes (shared/LIBRARY_NOTES.md).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
+
+from websockets.exceptions import ConnectionClosed
 
 from bridge import jsontext, schemas
 from bridge.rpc import ERROR_CODES, CallError, CallResult
@@ -60,19 +61,14 @@ class FrameError(Exception):
         self.reply = reply
 
 
-def _dumps(value: Any) -> str:
-    # ASCII with \u escapes: valid JSON for every string, even a lone surrogate from the input.
-    return json.dumps(value, separators=(",", ":"))
-
-
 def encode_call(message_id: str, action: str, payload: dict[str, Any]) -> str:
-    return _dumps([CALL, message_id, action, payload])
+    return jsontext.dumps([CALL, message_id, action, payload])
 
 
 def encode_answer(message_id: str, result: CallResult | CallError) -> str:
     if isinstance(result, CallResult):
-        return _dumps([CALLRESULT, message_id, result.payload])
-    return _dumps([CALLERROR, message_id, result.code, result.description, result.details])
+        return jsontext.dumps([CALLRESULT, message_id, result.payload])
+    return jsontext.dumps([CALLERROR, message_id, result.code, result.description, result.details])
 
 
 def _rpc_error(message_id: str, description: str) -> str:
@@ -184,8 +180,6 @@ class RpcConnection:
 
     async def serve(self) -> None:
         """Read frames until the WebSocket closes (returns normally then)."""
-        from websockets.exceptions import ConnectionClosed
-
         try:
             while True:
                 frame = await self.websocket.recv()
@@ -263,10 +257,8 @@ class RpcConnection:
                 await self.websocket.send(encode_call(message_id, action, payload))
                 async with asyncio.timeout(timeout or self.message_timeout):
                     return await future
-            except Exception as e:
-                if type(e).__name__.startswith("ConnectionClosed"):
-                    raise ConnectionLost() from None
-                raise
+            except ConnectionClosed:
+                raise ConnectionLost() from None
             finally:
                 self._pending.pop(message_id, None)
 
