@@ -1,6 +1,6 @@
 """X.509 for the security block: parsing, checks and OCPP's CertificateHashData.
 
-The only module that imports `cryptography` (about 8 MB of memory): `security` loads it on the
+The only module that imports `cryptography` (about 11 MB of RSS): `security` loads it on the
 first certificate operation, so a station without certificates never pays for it.
 
 CertificateHashData is the OCSP CertID of RFC 6960 (hash of the issuer's DER name, hash of the
