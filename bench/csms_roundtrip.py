@@ -40,32 +40,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import datetime
 import importlib.metadata
 import json
 import math
-import os
-import platform
-import re
-import shlex
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from _common import (
+    GET_VARIABLES,
+    STATION_ID,
+    VARIABLES,
+    OcppServer,
+    Processes,
+    Sequential,
+    bridge_config,
+    bridge_log_report,
+    cpu_seconds,
+    free_port,
+    git_revision,
+    header_lines,
+    log_lines,
+    now_ocpp,
+    num,
+    rss_mb,
+    run_benchmark,
+    start_mosquitto,
+    step,
+    tail,
+    verdict,
+    wait_port,
+)
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
 
 WARM_UP = 200
 ANSWER_TIMEOUT = 10.0  # s for one answer before it counts as a failure
@@ -75,20 +86,7 @@ HEARTBEAT_INTERVAL = 3600  # s, in the BootNotification answer: no heartbeats du
 TARGET_RATIO = 0.5  # bridge p50 / bare-library p50
 TARGET_CPU_US = 200.0  # station CPU per request, the bar in shared/LIBRARY_NOTES.md
 
-VARIABLES = [
-    ("OCPPCommCtrlr", "OfflineThreshold"),
-    ("OCPPCommCtrlr", "HeartbeatInterval"),
-    ("AuthCtrlr", "LocalAuthorizeOffline"),
-    ("TxCtrlr", "TxStartPoint"),
-    ("TxCtrlr", "EVConnectionTimeOut"),
-]
-PAYLOAD: dict[str, Any] = {
-    "getVariableData": [
-        {"component": {"name": component}, "variable": {"name": variable}}
-        for component, variable in VARIABLES
-    ]
-}
-PAYLOAD_JSON = json.dumps(PAYLOAD, separators=(",", ":"))
+PAYLOAD_JSON = json.dumps(GET_VARIABLES, separators=(",", ":"))
 
 # The bare stations answer with the values the bridge answers with (HeartbeatInterval as set by
 # the BootNotification answer), so the frames on the wire have the same size.
@@ -200,101 +198,6 @@ def answer_ok(payload: Any) -> bool:
     return seen == set(VARIABLES)
 
 
-# --- processes ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def mosquitto_binary() -> str:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        raise SystemExit("csms_roundtrip: mosquitto is not installed")
-    return binary
-
-
-class Processes:
-    """Every child started here; all are stopped (newest first) when the `with` ends."""
-
-    def __init__(self) -> None:
-        self._running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
-        with contextlib.ExitStack() as files:
-            out = files.enter_context(log.open("wb")) if log else subprocess.DEVNULL
-            # Own session: a Ctrl-C reaches only us, and we stop the children in order.
-            process = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self._running.append(process)
-        return process
-
-    async def stop_async(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGTERM and wait, with the event loop running: the in-process CSMS must go on
-        answering (a blocked loop cannot answer the station's WebSocket close)."""
-        if process.poll() is None:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(process.wait, 10)
-        self.stop(process)
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process in self._running:
-            self._running.remove(process)
-
-    def __enter__(self) -> Processes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        while self._running:
-            self.stop(self._running[-1])
-
-
-def tail(log: Path, characters: int = 4000) -> str:
-    return log.read_text(errors="replace")[-characters:]
-
-
-def log_lines(log: Path) -> list[str]:
-    return log.read_text(errors="replace").splitlines()
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB (10^6 bytes)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value
-    return (
-        int(fields["VmRSS"].split()[0]) * 1024 / 1e6,
-        int(fields["VmHWM"].split()[0]) * 1024 / 1e6,
-    )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # --- the CSMS (in this process) -----------------------------------------------------------------
 
 
@@ -310,11 +213,6 @@ class Csms(Protocol):
     def extensions(self, station_id: str) -> str: ...
 
 
-def now_ocpp() -> str:
-    now = datetime.datetime.now(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
 class RawConnection:
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
@@ -327,33 +225,13 @@ class RawConnection:
                 future.set_exception(ConnectionError("the station disconnected"))
 
 
-class RawCsms:
+class RawCsms(OcppServer):
     """OCPP-J by hand on websockets: answers the station's CALLs, sends GetVariables."""
 
     def __init__(self) -> None:
-        self.url = ""
+        super().__init__()
         self.connections: dict[str, RawConnection] = {}
-        self._server: Server | None = None
         self._changed = asyncio.Event()
-
-    async def __aenter__(self) -> RawCsms:
-        self._server = await serve(
-            self._handler,
-            "127.0.0.1",
-            0,
-            select_subprotocol=lambda _, offered: (
-                Subprotocol("ocpp2.0.1") if "ocpp2.0.1" in offered else None
-            ),
-            compression=None,
-        )
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"ws://127.0.0.1:{port}/ocpp"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
     async def _handler(self, ws: ServerConnection) -> None:
         assert ws.request is not None
@@ -443,7 +321,7 @@ class DemoAdapter:
         from bridge.demo_csms import CallErrorReceived
 
         try:
-            return await self.csms.call(station_id, "GetVariables", PAYLOAD, ANSWER_TIMEOUT)
+            return await self.csms.call(station_id, "GetVariables", GET_VARIABLES, ANSWER_TIMEOUT)
         except CallErrorReceived as e:
             raise CallErrorAnswer(str(e)) from None
 
@@ -454,30 +332,6 @@ class DemoAdapter:
 
 
 # --- measuring ----------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
-
-
-@dataclass
-class Sequential:
-    latencies_ms: list[float]
-    failures: int
-    seconds: float = math.nan
-
-    def stat(self, name: str) -> float:
-        values = sorted(self.latencies_ms)
-        if not values:
-            return math.nan
-        if name == "mean":
-            return sum(values) / len(values)
-        return percentile(values, float(name.removeprefix("p")))
-
-    @property
-    def rate(self) -> float:
-        return (len(self.latencies_ms) + self.failures) / self.seconds
 
 
 async def sequential(csms: Csms, station_id: str, n: int) -> Sequential:
@@ -557,31 +411,6 @@ async def measure(
         column.log = log_lines(log)
 
 
-def bridge_config(directory: Path, csms_url: str, mqtt_port: int) -> Path:
-    config = directory / "bridge.toml"
-    config.write_text(
-        f"""[station]
-id = "BENCH001"
-vendor = "Acme"
-model = "AC22"
-serial_number = "SN-0001"
-firmware_version = "1.0.0"
-evses = [1]
-
-[csms]
-url = "{csms_url}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-
-[storage]
-path = "{directory / "bridge.db"}"
-"""
-    )
-    return config
-
-
 @dataclass
 class Results:
     columns: list[Column]
@@ -590,12 +419,7 @@ class Results:
 
 async def run(args: argparse.Namespace, processes: Processes, directory: Path) -> Results:
     mqtt_port = free_port()
-    mosquitto_conf = directory / "mosquitto.conf"
-    mosquitto_conf.write_text(
-        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-        "persistence false\n"
-    )
-    processes.start([mosquitto_binary(), "-c", str(mosquitto_conf)], directory / "mosquitto.log")
+    start_mosquitto(processes, directory, mqtt_port)
     wait_port(mqtt_port)
     bare_script, floor_script = directory / "bare_station.py", directory / "floor_station.py"
     bare_script.write_text(BARE_STATION)
@@ -616,9 +440,9 @@ async def run(args: argparse.Namespace, processes: Processes, directory: Path) -
         await station(bare, [*bare_argv, "BARE1"], "BARE1", directory / "bare1.log")
 
         step("bridge: python -m bridge run")
-        config = bridge_config(directory, csms.url, mqtt_port)
+        config = bridge_config(directory, mqtt_port, csms.url)
         bridge_argv = [sys.executable, "-m", "bridge", "run", "--config", str(config)]
-        await station(bridge, bridge_argv, "BENCH001", directory / "bridge.log")
+        await station(bridge, bridge_argv, STATION_ID, directory / "bridge.log")
 
         step("baseline again: bare ocpp-library charge point")
         await station(bare_after, [*bare_argv, "BARE2"], "BARE2", directory / "bare2.log")
@@ -629,58 +453,23 @@ async def run(args: argparse.Namespace, processes: Processes, directory: Path) -
     return Results([bare, bridge, bare_after, floor], args.csms)
 
 
-def step(text: str) -> None:
-    print(f"... {text}", file=sys.stderr, flush=True)
-
-
 # --- report -------------------------------------------------------------------------------------
 
 
-def git_revision() -> str:
-    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
-    try:
-        head = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        status = subprocess.run(
-            [*git, "status", "--porcelain", "--", "bridge"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-    except OSError:
-        return "?"
-    return (head or "?") + (" + uncommitted changes in bridge/" if status.strip() else "")
-
-
 def header(args: argparse.Namespace) -> list[str]:
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     csms = {
         "raw": "raw OCPP-J on websockets, in this process (no validation, no compression)",
         "demo": "bridge.demo_csms.DemoCsms, in this process (ocpp-library validation)",
     }[args.csms]
     v = importlib.metadata.version
-    return [
+    return header_lines(
         "CSMS -> station -> CSMS: GetVariables round trip over OCPP-J (one WebSocket, sequential)",
-        f"date        {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"machine     {platform.machine()}, {os.cpu_count()} CPUs, load average {load}",
-        f"python      {platform.python_version()} ({sys.executable})",
         f"libraries   ocpp {v('ocpp')}, websockets {v('websockets')}, jsonschema "
         f"{v('jsonschema')}, jsonschema-rs {v('jsonschema-rs')}",
         f"bridge      ocpp-bridge {v('ocpp-bridge')}, git {git_revision()}",
         f"csms        {csms}",
         "mqtt        private mosquitto, set_tcp_nodelay true (bridge connected, idle)",
-        f"command     {shlex.join(sys.orig_argv)}",
-    ]
-
-
-def num(value: float, digits: int) -> str:
-    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+    )
 
 
 def compression(extensions: str) -> str:
@@ -720,16 +509,7 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
         lines.append(f"{label:38}" + "".join(f"{rows[i][1]:>15}" for rows in cells))
 
     bare, bridge = columns[0], columns[1]
-    warnings = Counter(
-        re.sub(r"\d+", "N", line.split(" ", 2)[2])
-        for line in bridge.log
-        if re.match(r"\S+ \S+ (WARNING|ERROR|CRITICAL) ", line)
-    )
-    lines += [
-        "",
-        f"bridge log: {len(bridge.log)} lines, {warnings.total()} warnings or errors",
-    ]
-    lines += [f"  {n} x {text}" for text, n in warnings.most_common(3)]
+    lines += bridge_log_report(bridge.log)
     bare_lines = sum(len(c.log) for c in (bare, columns[2]))
     lines.append(f"bare stations' output: {bare_lines} lines")
 
@@ -740,9 +520,6 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
     ratio = b_p50 / bare_p50
     bad = sum(c.sequential.failures if c.sequential else 0 for c in columns)
     b_bad = bridge.sequential.failures if bridge.sequential else 0
-
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "MISS"
 
     lines += [
         "",
@@ -765,19 +542,12 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    def terminated(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminated)
-    print("\n".join(header(args)), flush=True)
-    with tempfile.TemporaryDirectory(prefix="csms-bench-") as tmp, Processes() as processes:
-        try:
-            results = asyncio.run(run(args, processes, Path(tmp)))
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-    print("\n".join(table(results, args)), flush=True)
-    return 0
+    return run_benchmark(
+        lambda: header(args),
+        "csms-bench-",
+        lambda processes, directory: asyncio.run(run(args, processes, directory)),
+        lambda results: table(results, args),
+    )
 
 
 if __name__ == "__main__":

@@ -33,31 +33,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import importlib.metadata
 import json
 import math
-import os
-import platform
-import re
-import shlex
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from _common import (
+    GET_VARIABLES,
+    ROOT,
+    VARIABLES,
+    Processes,
+    Sequential,
+    bridge_config,
+    bridge_log_report,
+    cpu_seconds,
+    free_port,
+    git_revision,
+    header_lines,
+    log_lines,
+    mosquitto_binary,
+    num,
+    rss_mb,
+    run_benchmark,
+    start_mosquitto,
+    step,
+    tail,
+    verdict,
+    version,
+    wait_port,
+)
 
 REQUEST_TOPIC, RESPONSE_TOPIC = "cs/josev", "josev/cs"
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -75,18 +89,7 @@ TARGET_P50_MS = 2.0
 TARGET_RSS_MB = 50.0
 
 # The seed's InstallCertificate (a CSMS root); the first certificate operation imports cryptography.
-CERTIFICATE_REQUEST = (
-    Path(__file__).resolve().parent.parent
-    / "tests/examples/ocpp_message/request.InstallCertificate.json"
-)
-
-VARIABLES = [
-    ("OCPPCommCtrlr", "OfflineThreshold"),
-    ("OCPPCommCtrlr", "HeartbeatInterval"),
-    ("AuthCtrlr", "LocalAuthorizeOffline"),
-    ("TxCtrlr", "TxStartPoint"),
-    ("TxCtrlr", "EVConnectionTimeOut"),
-]
+CERTIFICATE_REQUEST = ROOT / "tests/examples/ocpp_message/request.InstallCertificate.json"
 
 
 def request(message_id: str) -> bytes:
@@ -99,12 +102,7 @@ def request(message_id: str) -> bytes:
             "data": {
                 "ocpp_version": "ocpp2.0.1",
                 "message_name": "GetVariables",
-                "payload": {
-                    "getVariableData": [
-                        {"component": {"name": component}, "variable": {"name": variable}}
-                        for component, variable in VARIABLES
-                    ]
-                },
+                "payload": GET_VARIABLES,
             },
         },
         separators=(",", ":"),
@@ -123,84 +121,6 @@ def bridge_answer_ok(body: dict[str, Any]) -> bool:
     return len(results) == len(VARIABLES) and all(
         r.get("attributeStatus") == "Accepted" for r in results
     )
-
-
-# --- processes ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def mosquitto_binary() -> str:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        raise SystemExit("mqtt_roundtrip: mosquitto is not installed")
-    return binary
-
-
-class Processes:
-    """Every child started here; all are stopped (newest first) when the `with` ends."""
-
-    def __init__(self) -> None:
-        self._running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
-        with contextlib.ExitStack() as files:
-            out = files.enter_context(log.open("wb")) if log else subprocess.DEVNULL
-            # Own session: a Ctrl-C reaches only us, and we stop the children in order.
-            process = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self._running.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process in self._running:
-            self._running.remove(process)
-
-    def __enter__(self) -> Processes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        while self._running:
-            self.stop(self._running[-1])
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB (10^6 bytes)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value
-    return (
-        int(fields["VmRSS"].split()[0]) * 1024 / 1e6,
-        int(fields["VmHWM"].split()[0]) * 1024 / 1e6,
-    )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the echo (a child process of this script) --------------------------------------------------
@@ -234,25 +154,6 @@ async def echo(port: int, nodelay: bool) -> None:
 
 
 # --- the measuring client (the OEM's side) ------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
-
-
-@dataclass
-class Sequential:
-    latencies_ms: list[float]
-    failures: int
-
-    def stat(self, name: str) -> float:
-        values = sorted(self.latencies_ms)
-        if not values:
-            return math.nan
-        if name == "mean":
-            return sum(values) / len(values)
-        return percentile(values, float(name.removeprefix("p")))
 
 
 @dataclass
@@ -454,37 +355,10 @@ async def rss_after_certificate(port: int, server: subprocess.Popen[bytes]) -> f
     return rss_mb(server.pid)[0]
 
 
-def bridge_config(directory: Path, port: int) -> Path:
-    config = directory / "bridge.toml"
-    config.write_text(
-        f"""[station]
-id = "BENCH001"
-vendor = "Acme"
-model = "AC22"
-serial_number = "SN-0001"
-firmware_version = "1.0.0"
-evses = [1]
-
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-
-[storage]
-path = "{directory / "bridge.db"}"
-"""
-    )
-    return config
-
-
 async def run(args: argparse.Namespace, processes: Processes, directory: Path) -> Results:
     results = Results()
     port = free_port()
-    mosquitto_conf = directory / "mosquitto.conf"
-    mosquitto_conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-        "persistence false\n"
-    )
-    processes.start([mosquitto_binary(), "-c", str(mosquitto_conf)], directory / "mosquitto.log")
+    start_mosquitto(processes, directory, port)
     wait_port(port)
 
     def start_echo(nodelay: bool) -> subprocess.Popen[bytes]:
@@ -512,10 +386,10 @@ async def run(args: argparse.Namespace, processes: Processes, directory: Path) -
         await measure(results.bridge, port, bridge, args.requests, args.pipelined, bridge_answer_ok)
         results.rss_after_certificate_mb = await rss_after_certificate(port, bridge)
     except Exception:
-        print(f"--- bridge log ---\n{log.read_text()[-4000:]}", file=sys.stderr)
+        print(f"--- bridge log ---\n{tail(log)}", file=sys.stderr)
         raise
     processes.stop(bridge)
-    results.bridge_log = log.read_text(errors="replace").splitlines()
+    results.bridge_log = log_lines(log)
 
     step("baseline again: the echo, TCP_NODELAY")
     echo_process = start_echo(nodelay=True)
@@ -526,55 +400,18 @@ async def run(args: argparse.Namespace, processes: Processes, directory: Path) -
     return results
 
 
-def step(text: str) -> None:
-    print(f"... {text}", file=sys.stderr, flush=True)
-
-
 # --- report -------------------------------------------------------------------------------------
 
 
-def version(command: list[str]) -> str:
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
-    except OSError:
-        return "?"
-    return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "?"
-
-
-def git_revision() -> str:
-    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
-    head = version([*git, "rev-parse", "--short", "HEAD"])
-    try:
-        status = subprocess.run(
-            [*git, "status", "--porcelain", "--", "bridge"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-    except OSError:
-        status = ""
-    return head + (" + uncommitted changes in bridge/" if status.strip() else "")
-
-
 def header() -> list[str]:
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [
+    return header_lines(
         "MQTT round trip: OEM -> cs/josev -> server -> josev/cs -> OEM (QoS 1)",
-        f"date        {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"machine     {platform.machine()}, {os.cpu_count()} CPUs, load average {load}",
-        f"python      {platform.python_version()} ({sys.executable})",
         f"mosquitto   {version([mosquitto_binary(), '-h'])}, set_tcp_nodelay true",
         f"aiomqtt     {importlib.metadata.version('aiomqtt')}, "
         f"paho-mqtt {importlib.metadata.version('paho-mqtt')}",
         f"bridge      ocpp-bridge {importlib.metadata.version('ocpp-bridge')}, "
         f"git {git_revision()}",
-        f"command     {shlex.join(sys.orig_argv)}",
-    ]
-
-
-def num(value: float, digits: int) -> str:
-    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+    )
 
 
 def column_rows(c: Column) -> list[tuple[str, str]]:
@@ -637,16 +474,7 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
         f"not a target): {num(results.rss_after_certificate_mb, 1)}",
     ]
 
-    warnings = Counter(
-        re.sub(r"\d+", "N", line.split(" ", 2)[2])
-        for line in results.bridge_log
-        if re.match(r"\S+ \S+ (WARNING|ERROR|CRITICAL) ", line)
-    )
-    lines += [
-        "",
-        f"bridge log: {len(results.bridge_log)} lines, {warnings.total()} warnings or errors",
-    ]
-    lines += [f"  {n} x {text}" for text, n in warnings.most_common(3)]
+    lines += bridge_log_report(results.bridge_log)
 
     b = results.bridge
     # The baseline: both echo runs' round trips together (they bracket the bridge's in time).
@@ -663,9 +491,6 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
     bad = (b.sequential.failures if b.sequential else 0) + (
         b.pipelined.failures if b.pipelined else 0
     )
-
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "MISS"
 
     lines += [
         "",
@@ -697,20 +522,12 @@ def main() -> int:
             asyncio.run(echo(args.echo, nodelay=not args.stock))
         return 0
 
-    def terminated(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminated)
-    lines = header()
-    print("\n".join(lines), flush=True)
-    with tempfile.TemporaryDirectory(prefix="mqtt-bench-") as tmp, Processes() as processes:
-        try:
-            results = asyncio.run(run(args, processes, Path(tmp)))
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-    print("\n".join(table(results, args)), flush=True)
-    return 0
+    return run_benchmark(
+        header,
+        "mqtt-bench-",
+        lambda processes, directory: asyncio.run(run(args, processes, directory)),
+        lambda results: table(results, args),
+    )
 
 
 if __name__ == "__main__":

@@ -45,19 +45,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import math
 import os
-import platform
 import re
-import shlex
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -69,12 +64,14 @@ from typing import TYPE_CHECKING, Any
 
 # Only modules the bridge itself imports at the top: the bare process (this file with --bare)
 # must not carry much that the bridge does not. aiomqtt, paho and websockets are imported where
-# they are used (they are in the bridge's list anyway).
+# they are used (they are in the bridge's list anyway), and so is _common (the helpers shared by
+# the benchmarks): the bare process does not load it.
 if TYPE_CHECKING:
     import aiomqtt
     import paho.mqtt.client as paho
+    from _common import Processes
 
-STATION_ID, BARE_ID = "BENCH001", "BARE001"
+BARE_ID = "BARE001"  # the bare process's station id (the bridge's: _common.STATION_ID)
 REQUEST_TOPIC, RESPONSE_TOPIC = "cs/josev", "josev/cs"
 BARE_TOPIC = "bench/bare"  # the bare process's subscription (nobody publishes there)
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -263,71 +260,10 @@ def request(n: int) -> Request:
 # --- processes ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def mosquitto_binary() -> str:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        raise SystemExit("resources: mosquitto is not installed")
-    return binary
-
-
 def child_environment() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("RUNTIME_DIRECTORY", None)  # the bridge's status file goes next to its store
     return env
-
-
-class Processes:
-    """Every child started here; all are stopped (newest first) when the `with` ends."""
-
-    def __init__(self) -> None:
-        self._running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
-        with contextlib.ExitStack() as files:
-            out = files.enter_context(log.open("wb")) if log else subprocess.DEVNULL
-            # Own session: a Ctrl-C reaches only us, and we stop the children in order.
-            process = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=child_environment(),
-            )
-        self._running.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process in self._running:
-            self._running.remove(process)
-
-    def __enter__(self) -> Processes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        while self._running:
-            self.stop(self._running[-1])
 
 
 @dataclass(frozen=True)
@@ -339,15 +275,10 @@ class Memory:
 
 
 def memory(pid: int) -> Memory:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value
+    from _common import memory_mb
 
-    def mb(key: str) -> float:
-        return int(fields[key].split()[0]) * 1024 / 1e6
-
-    return Memory(mb("VmRSS"), mb("VmHWM"), mb("RssAnon"), mb("RssFile"))
+    mb = memory_mb(pid)
+    return Memory(mb["VmRSS"], mb["VmHWM"], mb["RssAnon"], mb["RssFile"])
 
 
 def rss_by_mapping(pid: int) -> dict[str, float]:
@@ -361,12 +292,6 @@ def rss_by_mapping(pid: int) -> dict[str, float]:
         elif parts[0] == "Rss:":
             sizes[name] += int(parts[1]) * 1024 / 1e6
     return sizes
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (all its threads), in clock ticks (10 ms)."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_seconds(pid: int) -> float:
@@ -630,34 +555,9 @@ class Results:
     bridge_log: list[str] = field(default_factory=list)
 
 
-def bridge_config(directory: Path, mqtt_port: int, csms_url: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "bridge.toml"
-    config.write_text(
-        f"""[station]
-id = "{STATION_ID}"
-vendor = "Acme"
-model = "AC22"
-serial_number = "SN-0001"
-firmware_version = "1.0.0"
-evses = [1]
-
-[csms]
-url = "{csms_url}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-
-[storage]
-path = "{directory / "bridge.db"}"
-"""
-    )
-    return config
-
-
 async def drive(args: argparse.Namespace, port: int, pid: int, results: Results) -> None:
     import aiomqtt
+    from _common import cpu_seconds, step
 
     client = aiomqtt.Client(
         "127.0.0.1",
@@ -690,15 +590,21 @@ async def drive(args: argparse.Namespace, port: int, pid: int, results: Results)
 
 
 def run(args: argparse.Namespace, processes: Processes, directory: Path) -> Results:
+    from _common import (
+        bridge_config,
+        cpu_seconds,
+        free_port,
+        log_lines,
+        start_mosquitto,
+        step,
+        tail,
+        wait_port,
+    )
+
     results = Results()
     mqtt_port, csms_port = free_port(), free_port()
-    mosquitto_conf = directory / "mosquitto.conf"
-    mosquitto_conf.write_text(
-        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-        "persistence false\n"
-    )
     step("Mosquitto and the demo CSMS")
-    processes.start([mosquitto_binary(), "-c", str(mosquitto_conf)], directory / "mosquitto.log")
+    start_mosquitto(processes, directory, mqtt_port)
     csms_log = directory / "csms.log"
     csms = [sys.executable, "-m", "bridge.demo_csms", "--port", str(csms_port)]
     processes.start([*csms, "--interval", str(HEARTBEAT_INTERVAL)], csms_log)
@@ -782,67 +688,32 @@ def run(args: argparse.Namespace, processes: Processes, directory: Path) -> Resu
         step(f"requests: {WARM_UP:,} warm-up, then {args.requests:,}")
         asyncio.run(drive(args, mqtt_port, bridge.pid, results))
     except Exception:
-        print(f"--- bridge log ---\n{log.read_text()[-4000:]}", file=sys.stderr)
+        print(f"--- bridge log ---\n{tail(log)}", file=sys.stderr)
         raise
     processes.stop(bridge)
-    results.bridge_log = log.read_text(errors="replace").splitlines()
+    results.bridge_log = log_lines(log)
     return results
-
-
-def step(text: str) -> None:
-    print(f"... {text}", file=sys.stderr, flush=True)
 
 
 # --- report -------------------------------------------------------------------------------------
 
 
-def version(command: list[str]) -> str:
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
-    except OSError:
-        return "?"
-    return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "?"
-
-
-def git_revision() -> str:
-    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
-    head = version([*git, "rev-parse", "--short", "HEAD"])
-    try:
-        status = subprocess.run(
-            [*git, "status", "--porcelain", "--", "bridge"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-    except OSError:
-        status = ""
-    return head + (" + uncommitted changes in bridge/" if status.strip() else "")
-
-
 def header() -> list[str]:
     import importlib.metadata
+
+    from _common import git_revision, header_lines, mosquitto_binary, version
 
     def v(name: str) -> str:
         return importlib.metadata.version(name)
 
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [
+    return header_lines(
         "Resources: the bridge at idle and after many requests, beside a bare process",
-        f"date        {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"machine     {platform.machine()}, {os.cpu_count()} CPUs, load average {load}",
-        f"python      {platform.python_version()} ({sys.executable})",
         f"mosquitto   {version([mosquitto_binary(), '-h'])}, set_tcp_nodelay true",
         f"libraries   aiomqtt {v('aiomqtt')}, paho-mqtt {v('paho-mqtt')}, "
         f"websockets {v('websockets')}, pydantic {v('pydantic')}, "
         f"jsonschema-rs {v('jsonschema_rs')}",
         f"bridge      ocpp-bridge {v('ocpp-bridge')}, git {git_revision()}",
-        f"command     {shlex.join(sys.orig_argv)}",
-    ]
-
-
-def num(value: float, digits: int) -> str:
-    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+    )
 
 
 def module_summary(modules: list[str]) -> list[str]:
@@ -872,12 +743,16 @@ def module_summary(modules: list[str]) -> list[str]:
 
 
 def memory_cells(m: Memory | None) -> tuple[str, str, str]:
+    from _common import num
+
     if m is None:
         return "-", "-", "-"
     return num(m.rss, 1), f"{num(m.anon, 1)} / {num(m.file, 1)}", num(m.hwm, 1)
 
 
 def report(results: Results, args: argparse.Namespace) -> list[str]:
+    from _common import STATION_ID, bridge_log_report, num, verdict
+
     lines = ["", *module_summary(results.modules)]
     ready = results.bare_ready
     failed = ready.get("failed") or []
@@ -973,19 +848,7 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
     if results.unexpected:
         lines.append(f"  {results.unexpected} answers to no pending request")
 
-    warnings = Counter(
-        re.sub(r"\d+", "N", line.split(" ", 2)[2])
-        for line in results.bridge_log
-        if re.match(r"\S+ \S+ (WARNING|ERROR|CRITICAL) ", line)
-    )
-    lines += [
-        "",
-        f"bridge log: {len(results.bridge_log)} lines, {warnings.total()} warnings or errors",
-    ]
-    lines += [f"  {n} x {text}" for text, n in warnings.most_common(3)]
-
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "MISS"
+    lines += bridge_log_report(results.bridge_log)
 
     bare_rss = results.bare_settled.rss if results.bare_settled else math.nan
     bridge_rss = results.bridge_settled.rss if results.bridge_settled else math.nan
@@ -1026,19 +889,19 @@ def main() -> int:
     if args.requests < STEPS:
         parser.error(f"--requests must be at least {STEPS}")
 
-    signal.signal(signal.SIGTERM, terminated)
-    print("\n".join(header()), flush=True)
-    with tempfile.TemporaryDirectory(prefix="resources-bench-") as tmp, Processes() as processes:
-        try:
-            results = run(args, processes, Path(tmp))
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-    print("\n".join(report(results, args)), flush=True)
-    return 0
+    from _common import Processes, run_benchmark
+
+    return run_benchmark(
+        header,
+        "resources-bench-",
+        lambda processes, directory: run(args, processes, directory),
+        lambda results: report(results, args),
+        Processes(env=child_environment()),
+    )
 
 
 def terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C in the bare process (which does not import _common)."""
     raise KeyboardInterrupt
 
 

@@ -33,37 +33,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import importlib.metadata
 import json
 import math
-import os
-import platform
 import re
 import shlex
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from _common import (
+    STATION_ID,
+    OcppServer,
+    Processes,
+    bridge_config,
+    free_port,
+    git_revision,
+    header_lines,
+    now_ocpp,
+    run_benchmark,
+    start_mosquitto,
+    step,
+    tail,
+    verdict,
+    wait_port,
+)
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.typing import Subprotocol
 
 TARGET_S = 1.0  # process start → BootNotification
 BOOT_TIMEOUT = 30.0
 TOP = 8
-STATION_ID = "BENCH001"
 
 BARE_STATION = '''"""A bare ocpp-library charge point that sends its BootNotification at once."""
 
@@ -106,79 +112,6 @@ print(json.dumps({"import bridge.app": t1 - t0, "load_settings": t2 - t1,
 """
 
 
-# --- processes ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def mosquitto_binary() -> str:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        raise SystemExit("startup: mosquitto is not installed")
-    return binary
-
-
-class Processes:
-    """Every child started here; all are stopped (newest first) when the `with` ends."""
-
-    def __init__(self) -> None:
-        self._running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
-        with contextlib.ExitStack() as files:
-            out = files.enter_context(log.open("ab")) if log else subprocess.DEVNULL
-            # Own session: a Ctrl-C reaches only us, and we stop the children in order.
-            process = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self._running.append(process)
-        return process
-
-    async def stop_async(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGTERM and wait, with the event loop running: the in-process CSMS must go on
-        answering (a blocked loop cannot answer the station's WebSocket close)."""
-        if process.poll() is None:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(process.wait, 10)
-        self.stop(process)
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process in self._running:
-            self._running.remove(process)
-
-    def __enter__(self) -> Processes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        while self._running:
-            self.stop(self._running[-1])
-
-
-def tail(log: Path, characters: int = 4000) -> str:
-    return log.read_text(errors="replace")[-characters:]
-
-
 # --- the CSMS (in this process) -----------------------------------------------------------------
 
 
@@ -191,43 +124,18 @@ class Arrival:
     status: asyncio.Future[float]  # the first StatusNotification (the bridge, after Accepted)
 
 
-def now_ocpp() -> str:
-    now = datetime.datetime.now(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-class Csms:
+class Csms(OcppServer):
     """Answers BootNotification with Accepted and everything else with {}; timestamps arrivals."""
 
     def __init__(self) -> None:
-        self.url = ""
+        super().__init__()
         self.expected: dict[str, Arrival] = {}
-        self._server: Server | None = None
 
     def expect(self, station_id: str) -> Arrival:
         loop = asyncio.get_running_loop()
         arrival = Arrival(loop.create_future(), loop.create_future(), loop.create_future())
         self.expected[station_id] = arrival
         return arrival
-
-    async def __aenter__(self) -> Csms:
-        self._server = await serve(
-            self._handler,
-            "127.0.0.1",
-            0,
-            process_request=self._process_request,
-            select_subprotocol=lambda _, offered: (
-                Subprotocol("ocpp2.0.1") if "ocpp2.0.1" in offered else None
-            ),
-            compression=None,
-        )
-        self.url = f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/ocpp"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         at = time.perf_counter()
@@ -310,32 +218,6 @@ def time_python_pass() -> float:
     return time.perf_counter() - t0
 
 
-def bridge_config(directory: Path, csms_url: str, mqtt_port: int) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "bridge.toml"
-    config.write_text(
-        f"""[station]
-id = "{STATION_ID}"
-vendor = "Acme"
-model = "AC22"
-serial_number = "SN-0001"
-firmware_version = "1.0.0"
-evses = [1]
-
-[csms]
-url = "{csms_url}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-
-[storage]
-path = "{directory / "bridge.db"}"
-"""
-    )
-    return config
-
-
 @dataclass
 class Results:
     first: Series
@@ -360,13 +242,13 @@ async def rounds(
             return [sys.executable, "-m", "bridge", "run", "--config", str(config)]
 
         step("warm-up: one unmeasured start of each")
-        config = bridge_config(directory / "warm-up", csms.url, mqtt_port)
+        config = bridge_config(directory / "warm-up", mqtt_port, csms.url)
         log = directory / "bridge.log"
         await start_once(processes, csms, bridge_argv(config), STATION_ID, log, None, True)
         await start_once(processes, csms, bare_argv, "BARE1", directory / "bare.log", None, False)
         for i in range(args.runs):
             step(f"round {i + 1} of {args.runs}")
-            config = bridge_config(directory / f"round-{i}", csms.url, mqtt_port)
+            config = bridge_config(directory / f"round-{i}", mqtt_port, csms.url)
             argv = bridge_argv(config)
             await start_once(processes, csms, argv, STATION_ID, log, results.first, True)
             await start_once(processes, csms, argv, STATION_ID, log, results.restart, True)
@@ -456,7 +338,7 @@ def phases(directory: Path, mqtt_port: int, runs: int) -> dict[str, float]:
     """Median seconds of each phase after the interpreter's start, `runs` processes."""
     samples: dict[str, list[float]] = {}
     for i in range(runs):
-        config = bridge_config(directory / f"phases-{i}", "ws://127.0.0.1:9/ocpp", mqtt_port)
+        config = bridge_config(directory / f"phases-{i}", mqtt_port, "ws://127.0.0.1:9/ocpp")
         out = subprocess.run(
             [sys.executable, "-c", PHASES, str(config)],
             capture_output=True,
@@ -471,46 +353,15 @@ def phases(directory: Path, mqtt_port: int, runs: int) -> dict[str, float]:
 # --- report -------------------------------------------------------------------------------------
 
 
-def step(text: str) -> None:
-    print(f"... {text}", file=sys.stderr, flush=True)
-
-
-def git_revision() -> str:
-    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
-    try:
-        head = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        status = subprocess.run(
-            [*git, "status", "--porcelain", "--", "bridge"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-    except OSError:
-        return "?"
-    return (head or "?") + (" + uncommitted changes in bridge/" if status.strip() else "")
-
-
 def header() -> list[str]:
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     v = importlib.metadata.version
-    return [
+    return header_lines(
         "Process start -> BootNotification at the CSMS",
-        f"date        {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"machine     {platform.machine()}, {os.cpu_count()} CPUs, load average {load}",
-        f"python      {platform.python_version()} ({sys.executable})",
         f"libraries   ocpp {v('ocpp')}, websockets {v('websockets')}, pydantic {v('pydantic')}, "
         f"cryptography {v('cryptography')}",
         f"bridge      ocpp-bridge {v('ocpp-bridge')}, git {git_revision()}",
         "csms        raw OCPP-J on websockets, in this process; Mosquitto for the bridge's MQTT",
-        f"command     {shlex.join(sys.orig_argv)}",
-    ]
+    )
 
 
 def ms(seconds: float) -> str:
@@ -592,9 +443,6 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
         for name, seconds in results.phases.items():
             lines.append(f"    {ms(seconds):>5} ms  {name}")
 
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "MISS"
-
     first, restart = p50(results.first.boot), p50(results.restart.boot)
     lines += [
         "",
@@ -609,12 +457,7 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
 
 async def run(args: argparse.Namespace, processes: Processes, directory: Path) -> Results:
     mqtt_port = free_port()
-    mosquitto_conf = directory / "mosquitto.conf"
-    mosquitto_conf.write_text(
-        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-        "persistence false\n"
-    )
-    processes.start([mosquitto_binary(), "-c", str(mosquitto_conf)], directory / "mosquitto.log")
+    start_mosquitto(processes, directory, mqtt_port)
     wait_port(mqtt_port)
     results = await rounds(args, processes, directory, mqtt_port)
     step(f"import times, {args.imports} runs each")
@@ -633,19 +476,14 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    def terminated(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminated)
-    print("\n".join(header()), flush=True)
-    with tempfile.TemporaryDirectory(prefix="startup-bench-") as tmp, Processes() as processes:
-        try:
-            results = asyncio.run(run(args, processes, Path(tmp)))
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-    print("\n".join(table(results, args)), flush=True)
-    return 0
+    # The bridge's and the bare script's logs are appended to: every start of each writes there.
+    return run_benchmark(
+        header,
+        "startup-bench-",
+        lambda processes, directory: asyncio.run(run(args, processes, directory)),
+        lambda results: table(results, args),
+        Processes(append=True),
+    )
 
 
 if __name__ == "__main__":

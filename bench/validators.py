@@ -42,16 +42,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import datetime
 import importlib.metadata
 import importlib.util
 import json
 import math
-import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -62,10 +57,10 @@ from typing import Any
 
 import jsonschema
 import jsonschema.validators
+from _common import ROOT, git_revision, header_lines, step
 
 from bridge import schemas as bridge_schemas
 
-ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "tests" / "examples" / "ocpp_message"
 PER_KIND = 3  # places per mutation kind and schema
 TIMED_BATCH = 20e-6  # s: calls are timed in batches at least this long
@@ -539,30 +534,6 @@ class PathDifference:
 # --- report -------------------------------------------------------------------------------------
 
 
-def version(command: list[str]) -> str:
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
-    except OSError:
-        return "?"
-    return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "?"
-
-
-def git_revision() -> str:
-    git = ["git", "-C", str(ROOT)]
-    head = version([*git, "rev-parse", "--short", "HEAD"])
-    try:
-        status = subprocess.run(
-            [*git, "status", "--porcelain", "--", "bridge"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-    except OSError:
-        status = ""
-    return head + (" + uncommitted changes in bridge/" if status.strip() else "")
-
-
 def package(name: str) -> str:
     try:
         return importlib.metadata.version(name)
@@ -571,25 +542,16 @@ def package(name: str) -> str:
 
 
 def header() -> list[str]:
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     checker = jsonschema.Draft6Validator.FORMAT_CHECKER
     formats = "date-time checked" if "date-time" in checker.checkers else "date-time NOT checked"
-    return [
+    return header_lines(
         "Schema validation: the OCPP 2.0.1 schemas of the ocpp package",
-        f"date        {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"machine     {platform.machine()}, {os.cpu_count()} CPUs, load average {load}",
-        f"python      {platform.python_version()} ({sys.executable})",
         f"libraries   ocpp {package('ocpp')}, jsonschema {package('jsonschema')} ({formats}; "
         f"rfc3339-validator {package('rfc3339-validator')}), fastjsonschema "
         f"{package('fastjsonschema')}, jsonschema-rs {package('jsonschema_rs')}",
         f"bridge      ocpp-bridge {package('ocpp-bridge')}, git {git_revision()}, "
         f"bridge.schemas.BACKEND = {bridge_schemas.BACKEND}",
-        f"command     {shlex.join(sys.orig_argv)}",
-    ]
-
-
-def step(text: str) -> None:
-    print(f"... {text}", file=sys.stderr, flush=True)
+    )
 
 
 def median_us(values: list[float]) -> str:
