@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiomqtt
 import pytest
@@ -27,6 +29,19 @@ from bridge.store import Store
 
 # Seed 004's examples as strict JSON (copied from shared/examples/ocpp_message).
 EXAMPLES = Path(__file__).resolve().parent / "examples" / "ocpp_message"
+# The seed's request examples: each gets a CallResult from a fresh station.
+SEED_REQUESTS = (
+    "request.GetVariables",
+    "request.GetVariables.multiple",
+    "request.SetVariables",
+    "request.InstallCertificate",
+    "request.GetInstalledCertificateIds",
+    "request.DeleteCertificate",
+    "request.SetNetworkProfile",
+)
+# `ocpp-bridge` as users start it (the console script's module).
+BRIDGE = [sys.executable, "-m", "bridge"]
+REQUEST_TOPIC, RESPONSE_TOPIC = "cs/josev", "josev/cs"
 
 
 def free_port() -> int:
@@ -41,6 +56,16 @@ def example(name: str, fresh_id: bool = True) -> dict[str, Any]:
     if fresh_id:
         message["id"] = str(uuid.uuid4())
     return message
+
+
+def ocpp_message(action: str, payload: Any, version: str = "ocpp2.0.1") -> dict[str, Any]:
+    """An ocpp_message request with a new id."""
+    return {
+        "id": str(uuid.uuid4()),
+        "name": "ocpp_message",
+        "type": "request",
+        "data": {"ocpp_version": version, "message_name": action, "payload": payload},
+    }
 
 
 @dataclass
@@ -181,11 +206,16 @@ class Oem:
 
     async def send(self, message: dict[str, Any] | bytes | str) -> None:
         raw = message if isinstance(message, bytes | str) else json.dumps(message)
-        await self.client.publish("cs/josev", raw, qos=1)
+        await self.client.publish(REQUEST_TOPIC, raw, qos=1)
+
+    def expect(self, message_id: str) -> asyncio.Future[dict[str, Any]]:
+        """The answer to `message_id`, to come (for a request sent with `send`)."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.answers[message_id] = future
+        return future
 
     async def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        future = asyncio.get_running_loop().create_future()
-        self.answers[message["id"]] = future
+        future = self.expect(message["id"])
         await self.send(message)
         return await asyncio.wait_for(future, timeout)
 
@@ -193,16 +223,10 @@ class Oem:
         self, action: str, payload: dict[str, Any], version: str = "ocpp2.0.1"
     ) -> dict[str, Any]:
         """Send an ocpp_message request; return the response's data."""
-        message = {
-            "id": str(uuid.uuid4()),
-            "name": "ocpp_message",
-            "type": "request",
-            "data": {"ocpp_version": version, "message_name": action, "payload": payload},
-        }
-        answer = await self.request(message)
+        answer = await self.request(ocpp_message(action, payload, version))
         return answer["data"]
 
-    async def _read(self) -> None:
+    async def read_answers(self) -> None:
         async for message in self.client.messages:
             body = json.loads(message.payload)
             future = self.answers.pop(body.get("id"), None)
@@ -212,22 +236,48 @@ class Oem:
                 self.unexpected.append(body)
 
 
-@asynccontextmanager
-async def oem_client(broker: Broker) -> AsyncIterator[Oem]:
-    client = aiomqtt.Client(
-        broker.host,
-        broker.port,
+class AnswerReader(Protocol):
+    """An OEM client: its MQTT client, and a loop that takes in what arrives on josev/cs."""
+
+    client: aiomqtt.Client
+
+    async def read_answers(self) -> None: ...
+
+
+Reader = TypeVar("Reader", bound=AnswerReader)
+
+
+def oem_mqtt_client(host: str, port: int, **options: Any) -> aiomqtt.Client:
+    """An MQTT client as the OEM firmware opens one: its own client id, TCP_NODELAY."""
+    return aiomqtt.Client(
+        host,
+        port,
         identifier=f"oem-{uuid.uuid4().hex[:8]}",
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        **options,
     )
-    async with client:
-        await client.subscribe("josev/cs", qos=1)
-        oem = Oem(client)
-        reader = asyncio.create_task(oem._read())
-        try:
-            yield oem
-        finally:
-            reader.cancel()
+
+
+@asynccontextmanager
+async def reading_answers(oem: Reader) -> AsyncIterator[Reader]:
+    """`oem` subscribed to josev/cs, its `read_answers` running until the block ends."""
+    await oem.client.subscribe(RESPONSE_TOPIC, qos=1)
+    reader = asyncio.create_task(oem.read_answers())
+    try:
+        yield oem
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await reader
+
+
+@asynccontextmanager
+async def oem_client(broker: Broker) -> AsyncIterator[Oem]:
+    async with (
+        oem_mqtt_client(broker.host, broker.port) as client,
+        reading_answers(Oem(client)) as oem,
+    ):
+        yield oem
 
 
 @pytest.fixture

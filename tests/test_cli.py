@@ -6,15 +6,17 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bridge import __version__
-from tests.conftest import Broker, Oem, example, oem_client, write_config
+from tests.conftest import BRIDGE, Broker, Oem, example, oem_client, write_config
 
-BRIDGE = [sys.executable, "-m", "bridge"]
+OFFLINE_THRESHOLD = {
+    "component": {"name": "OCPPCommCtrlr"},
+    "variable": {"name": "OfflineThreshold"},
+}
 
 
 def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -110,15 +112,7 @@ async def test_values_survive_a_restart_and_a_kill_9(tmp_path: Path, broker: Bro
             await wait_answer(oem)
             data = await oem.ocpp(
                 "SetVariables",
-                {
-                    "setVariableData": [
-                        {
-                            "component": {"name": "OCPPCommCtrlr"},
-                            "variable": {"name": "OfflineThreshold"},
-                            "attributeValue": "321",
-                        }
-                    ]
-                },
+                {"setVariableData": [{**OFFLINE_THRESHOLD, "attributeValue": "321"}]},
             )
             assert data["payload"]["setVariableResult"][0]["attributeStatus"] == "Accepted"
             install = await oem.request(example("request.InstallCertificate"))
@@ -132,17 +126,7 @@ async def test_values_survive_a_restart_and_a_kill_9(tmp_path: Path, broker: Bro
     try:
         async with oem_client(broker) as oem:
             await wait_answer(oem)
-            data = await oem.ocpp(
-                "GetVariables",
-                {
-                    "getVariableData": [
-                        {
-                            "component": {"name": "OCPPCommCtrlr"},
-                            "variable": {"name": "OfflineThreshold"},
-                        }
-                    ]
-                },
-            )
+            data = await oem.ocpp("GetVariables", {"getVariableData": [OFFLINE_THRESHOLD]})
             assert data["payload"]["getVariableResult"][0]["attributeValue"] == "321"
             listing = await oem.request(example("request.GetInstalledCertificateIds"))
             assert listing["data"]["payload"]["status"] == "Accepted"

@@ -8,6 +8,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import trustme
 from bridge.app import Bridge
 from bridge.config import load_settings
 from bridge.demo_csms import CallErrorReceived, DemoCsms
+from bridge.timeutil import ocpp_timestamp
 from bridge.transport.csms import LinkState, tls_context
 from tests.conftest import free_port, write_config
 
@@ -278,6 +280,7 @@ async def test_b07_get_base_report_splits_by_items_per_message(tmp_path: Path) -
             if d["variableCharacteristics"]["dataType"]
             in ("OptionList", "MemberList", "SequenceList")
         ]
+        assert option_lists  # TxStartPoint, NetworkConfigurationPriority, ... are in the report
         assert all("valuesList" in d["variableCharacteristics"] for d in option_lists)
         await asyncio.sleep(0.2)
         assert csms.schema_errors == []
@@ -293,6 +296,7 @@ async def test_b07_configuration_and_summary_inventory(tmp_path: Path) -> None:
         mutabilities = {
             a["mutability"] for d in config.payload["reportData"] for a in d["variableAttribute"]
         }
+        assert mutabilities  # the station has writable variables: the report is not empty
         assert mutabilities <= {"ReadWrite", "WriteOnly"}
         await csms.call(
             "CP001", "GetBaseReport", {"requestId": 2, "reportBase": "SummaryInventory"}
@@ -522,6 +526,17 @@ async def test_installed_csms_root_certificate_is_used_on_the_next_tls_connectio
             tmp_path, dead, csms=f'security_profile = 1\npassword = "{PASSWORD}"'
         ) as bridge:
             dispatcher = bridge.station.dispatcher
+
+            async def prefer_slot_2() -> str:
+                """SetVariables NetworkConfigurationPriority = "2,1"; the attribute status."""
+                result = await dispatcher.call(
+                    "ocpp2.0.1",
+                    "SetVariables",
+                    set_variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1"),
+                )
+                status: str = result.payload["setVariableResult"][0]["attributeStatus"]
+                return status
+
             profile = {
                 "configurationSlot": 2,
                 "connectionData": {
@@ -537,12 +552,7 @@ async def test_installed_csms_root_certificate_is_used_on_the_next_tls_connectio
                 "status"
             ] == "Accepted"
             # A05.FR.02: no CSMS root yet → the priority naming slot 2 is refused
-            result = await dispatcher.call(
-                "ocpp2.0.1",
-                "SetVariables",
-                set_variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1"),
-            )
-            assert result.payload["setVariableResult"][0]["attributeStatus"] == "Rejected"
+            assert await prefer_slot_2() == "Rejected"
             install = {
                 "certificateType": "CSMSRootCertificate",
                 "certificate": tls["ca"].cert_pem.bytes().decode(),
@@ -550,12 +560,7 @@ async def test_installed_csms_root_certificate_is_used_on_the_next_tls_connectio
             assert (await dispatcher.call("ocpp2.0.1", "InstallCertificate", install)).payload[
                 "status"
             ] == "Accepted"
-            result = await dispatcher.call(
-                "ocpp2.0.1",
-                "SetVariables",
-                set_variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1"),
-            )
-            assert result.payload["setVariableResult"][0]["attributeStatus"] == "RebootRequired"
+            assert await prefer_slot_2() == "RebootRequired"
             await csms.wait_for("StatusNotification", count=2, timeout=15)
             assert bridge.station.device_model.value("OCPPCommCtrlr.ActiveNetworkProfile") == "2"
             # A05.FR.06: connected on profile 2 → the new floor; slot 1 (profile 1) is removed
@@ -699,11 +704,17 @@ async def test_heartbeat_interval_change_reschedules_the_heartbeat(tmp_path: Pat
         await csms.wait_for("Heartbeat", count=2, timeout=4)
 
 
-async def test_the_clock_follows_the_csms(tmp_path: Path) -> None:
+async def test_the_clock_follows_the_csms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B01.FR.06: the station takes its time from the CSMS's currentTime, here an hour ahead of
+    the system clock (both run on this machine: without the shift the offset is 0 either way)."""
+    monkeypatch.setattr(
+        "bridge.demo_csms.ocpp_timestamp",
+        lambda: ocpp_timestamp(datetime.now(UTC) + timedelta(hours=1)),
+    )
     async with DemoCsms() as csms, station(tmp_path, csms.url) as bridge:
         await csms.wait_for("StatusNotification", count=2)
         offset = bridge.station.clock.offset.total_seconds()
-        assert abs(offset) < 1  # the demo CSMS uses the same clock
+        assert abs(offset - 3600) < 1
 
 
 async def test_an_unexpected_error_costs_one_attempt_not_the_service(

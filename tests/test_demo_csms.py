@@ -8,7 +8,6 @@ import contextlib
 import json
 import re
 import signal
-import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from bridge.demo_csms import CallErrorReceived, DemoCsms
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
@@ -49,12 +49,6 @@ class Station(ChargePoint):
                 )
             )
         return call_result.GetVariables(get_variable_result=results)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def basic(user: str, password: str) -> dict[str, str]:

@@ -60,14 +60,16 @@ def _lookup(model: DeviceModel, component: str, variable: str) -> Any:
 
 def test_every_required_variable_of_the_reference_exists(model: DeviceModel) -> None:
     """Each variable the OCPP 2.0.1 appendix or a certified station requires is reported."""
-    missing = []
+    missing, checked = [], 0
     for component, spec in REFERENCE.items():
         if component in NOT_IMPLEMENTED_BLOCKS | NOT_SHIPPED:
             continue
         required = set(spec.get("required", [])) | set(spec.get("required_ocpp201_appendix", []))
         for variable in required:
+            checked += 1
             if isinstance(_lookup(model, component, variable), str):
                 missing.append(f"{component}.{variable}")
+    assert checked, "the reference lists no required variable: its format changed?"
     assert missing == []
 
 
@@ -80,18 +82,20 @@ def test_blocks_not_implemented_say_available_false(model: DeviceModel) -> None:
 def test_catalog_types_and_mutability_match_the_reference(model: DeviceModel) -> None:
     # Deviations are documented in bridge/station/components.py.
     deviations = {"ChargingStation.Problem mutability ReadOnly"}
-    mismatches = []
+    mismatches, compared = [], 0
     for variable in model:
         spec = REFERENCE.get(variable.component.name, {}).get("variables", {})
         ref = spec.get(variable.definition.text)
         if ref is None:
             continue
+        compared += 1
         if ref["dataType"] != variable.definition.data_type:
             mismatches.append(f"{variable.key} dataType {variable.definition.data_type}")
         if ref["mutability"] and ref["mutability"] != variable.definition.mutability:
             mismatches.append(f"{variable.key} mutability {variable.definition.mutability}")
         if ref["unit"] and ref["unit"] != variable.definition.unit:
             mismatches.append(f"{variable.key} unit {variable.definition.unit}")
+    assert compared, "no variable of the catalog was found in the reference"
     assert [m for m in mismatches if m not in deviations] == []
 
 
@@ -104,7 +108,7 @@ def test_defaults_follow_the_reference_where_documented(model: DeviceModel) -> N
         "SecurityCtrlr.OrganizationName",  # [station] vendor
         "SecurityCtrlr.SecurityProfile",  # [csms] security_profile
     }
-    wrong = []
+    wrong, compared = [], 0
     for variable in model:
         if variable.component.name in NOT_IMPLEMENTED_BLOCKS:
             continue  # Available=false on purpose
@@ -119,8 +123,10 @@ def test_defaults_follow_the_reference_where_documented(model: DeviceModel) -> N
             continue
         expected = ref_var["default"]
         expected = str(expected).lower() if isinstance(expected, bool) else str(expected)
+        compared += 1
         if variable.read() != expected:
             wrong.append((variable.key, variable.read(), expected))
+    assert compared, "no stored variable has a documented default to compare"
     assert wrong == []
 
 

@@ -7,16 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bridge.config import load_settings
 from bridge.health import STALE, check, status_path
-from tests.conftest import Broker, free_port, running_bridge, write_config
-
-BRIDGE = [sys.executable, "-m", "bridge"]
+from tests.conftest import BRIDGE, Broker, free_port, running_bridge, write_config
 
 
 def health(config: Path, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bridge import schemas
 from bridge.mqtt_api import MqttApi
 from bridge.station import Station
-from tests.conftest import example, make_station
+from tests.conftest import SEED_REQUESTS, example, make_station
 
 
 @pytest.fixture(scope="module")
@@ -189,15 +189,7 @@ async def test_an_unknown_name_is_answered_under_that_name(api: MqttApi) -> None
 
 async def test_every_seed_request_gets_a_valid_call_result(tmp_path: Path) -> None:
     api = MqttApi(make_station(tmp_path).dispatcher)
-    for name in (
-        "request.GetVariables",
-        "request.GetVariables.multiple",
-        "request.SetVariables",
-        "request.InstallCertificate",
-        "request.GetInstalledCertificateIds",
-        "request.DeleteCertificate",
-        "request.SetNetworkProfile",
-    ):
+    for name in SEED_REQUESTS:
         body = await answer(api, example(name))
         assert body is not None
         assert body["data"]["message_type"] == "CallResult", (name, body)

@@ -10,7 +10,7 @@ from typing import Any
 import aiomqtt
 
 from bridge.app import Bridge
-from tests.conftest import Broker, Oem, example, oem_client
+from tests.conftest import Broker, Oem, example, oem_client, running_bridge
 
 
 async def test_garbage_is_dropped_and_service_goes_on(bridge: Bridge, oem: Oem) -> None:
@@ -78,17 +78,12 @@ async def test_reconnects_and_resubscribes_after_the_broker_restarts(
 async def test_requests_published_while_the_bridge_is_down_are_answered_when_it_returns(
     config_file: Any, broker: Broker
 ) -> None:
-    from tests.conftest import running_bridge
-
     async with running_bridge(config_file):
         pass  # the first start creates the bridge's persistent session on the broker
     async with oem_client(broker) as oem:
         waiting = [example("request.GetVariables") for _ in range(3)]
-        futures = []
+        futures = [oem.expect(request["id"]) for request in waiting]
         for request in waiting:
-            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            oem.answers[request["id"]] = future
-            futures.append(future)
             await oem.send(request)
         async with running_bridge(config_file):
             answers = await asyncio.wait_for(asyncio.gather(*futures), 15)
@@ -108,11 +103,7 @@ async def test_an_unknown_response_id_is_not_answered(bridge: Bridge, oem: Oem) 
 async def test_a_flood_gets_an_answer_for_every_request(bridge: Bridge, oem: Oem) -> None:
     """More requests at once than the bridge queues: the overflow is answered "busy", not lost."""
     requests = [example("request.GetVariables") for _ in range(4000)]
-    futures = []
-    for request in requests:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        oem.answers[request["id"]] = future
-        futures.append(future)
+    futures = [oem.expect(request["id"]) for request in requests]
     await asyncio.gather(*(oem.send(r) for r in requests))
     answers = await asyncio.wait_for(asyncio.gather(*futures), 60)
     kinds = {a["data"].get("error_code", a["data"]["message_type"]) for a in answers}

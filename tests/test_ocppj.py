@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -15,7 +16,15 @@ from websockets.frames import Close
 
 from bridge.rpc import CallError, CallResult
 from bridge.transport.csms import backoff_delay
-from bridge.transport.ocppj import Answer, Call, ConnectionLost, FrameError, RpcConnection, parse
+from bridge.transport.ocppj import (
+    Answer,
+    Call,
+    ConnectionLost,
+    FrameError,
+    HandleCall,
+    RpcConnection,
+    parse,
+)
 
 
 def test_parse_the_three_message_types() -> None:
@@ -95,8 +104,28 @@ def test_any_frame_parses_or_raises_frame_error(frame: str | bytes) -> None:
     )
 )
 def test_any_json_array_parses_or_raises_frame_error(frame: list[Any]) -> None:
-    with contextlib.suppress(FrameError):
-        parse(json.dumps(frame))
+    kind = frame[0] if frame else None
+    error: FrameError | None = None
+    try:
+        parsed = parse(json.dumps(frame))
+    except FrameError as e:
+        error = e
+    if error is not None:
+        if kind in (3, 4):
+            assert error.reply is None  # a broken answer is never answered
+        elif error.reply is not None:
+            reply = json.loads(error.reply)
+            assert reply[0] == 4
+            assert len(reply) == 5
+        return
+    if parsed is None:  # an unknown message type
+        assert isinstance(kind, int)
+        assert kind not in (2, 3, 4)
+    elif isinstance(parsed, Call):
+        assert [2, parsed.id, parsed.action, parsed.payload] == frame
+    else:
+        assert kind in (3, 4)
+        assert parsed.id == frame[1]
 
 
 def test_backoff_follows_ocpp_j_5_3() -> None:
@@ -137,60 +166,62 @@ class FakeWebSocket:
         return json.loads(self.sent.pop(0))
 
 
-async def test_one_outgoing_call_at_a_time_and_answers_correlate() -> None:
+@asynccontextmanager
+async def serving(
+    handle: HandleCall | None = None, message_timeout: float = 5
+) -> AsyncIterator[tuple[FakeWebSocket, RpcConnection]]:
+    """An RpcConnection reading from a FakeWebSocket; closed (and its reader done) at the end."""
     ws = FakeWebSocket()
+    connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=message_timeout)  # type: ignore[arg-type]
+    reader = asyncio.create_task(connection.serve())
+    try:
+        yield ws, connection
+    finally:
+        await ws.close()
+        await reader
 
+
+async def test_one_outgoing_call_at_a_time_and_answers_correlate() -> None:
     async def handle(action: str, payload: Any, size: int) -> CallResult | CallError:
         return CallResult({})
 
-    connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=5)
-    reader = asyncio.create_task(connection.serve())
-    first = asyncio.create_task(connection.call("Heartbeat", {}))
-    second = asyncio.create_task(connection.call("Heartbeat", {}))
-    frame = await ws.next_sent()
-    await asyncio.sleep(0.05)
-    assert ws.sent == []  # the second CALL waits for the first answer
-    await ws.inbox.put(json.dumps([3, frame[1], {"currentTime": "2026-11-22T10:00:00Z"}]))
-    frame2 = await ws.next_sent()
-    assert frame2[1] != frame[1]  # a new id for each CALL
-    await ws.inbox.put(json.dumps([3, frame2[1], {"currentTime": "2026-11-22T10:00:01Z"}]))
-    assert isinstance(await first, CallResult)
-    assert isinstance(await second, CallResult)
-    await ws.close()
-    await reader
+    async with serving(handle) as (ws, connection):
+        first = asyncio.create_task(connection.call("Heartbeat", {}))
+        second = asyncio.create_task(connection.call("Heartbeat", {}))
+        frame = await ws.next_sent()
+        await asyncio.sleep(0.05)
+        assert ws.sent == []  # the second CALL waits for the first answer
+        await ws.inbox.put(json.dumps([3, frame[1], {"currentTime": "2026-11-22T10:00:00Z"}]))
+        frame2 = await ws.next_sent()
+        assert frame2[1] != frame[1]  # a new id for each CALL
+        await ws.inbox.put(json.dumps([3, frame2[1], {"currentTime": "2026-11-22T10:00:01Z"}]))
+        assert isinstance(await first, CallResult)
+        assert isinstance(await second, CallResult)
 
 
 async def test_an_invalid_answer_becomes_a_call_error() -> None:
-    ws = FakeWebSocket()
-    connection = RpcConnection(ws, "ocpp2.0.1", None, message_timeout=5)  # type: ignore[arg-type]
-    reader = asyncio.create_task(connection.serve())
-    call = asyncio.create_task(connection.call("Heartbeat", {}))
-    frame = await ws.next_sent()
-    await ws.inbox.put(json.dumps([3, frame[1], {"currentTime": 5}]))
-    result = await call
-    assert isinstance(result, CallError)
-    assert result.code == "TypeConstraintViolation"
-    await ws.close()
-    await reader
+    async with serving() as (ws, connection):
+        call = asyncio.create_task(connection.call("Heartbeat", {}))
+        frame = await ws.next_sent()
+        await ws.inbox.put(json.dumps([3, frame[1], {"currentTime": 5}]))
+        result = await call
+        assert isinstance(result, CallError)
+        assert result.code == "TypeConstraintViolation"
 
 
 async def test_a_call_times_out_and_a_lost_connection_fails_waiting_calls() -> None:
-    ws = FakeWebSocket()
-    connection = RpcConnection(ws, "ocpp2.0.1", None, message_timeout=0.1)  # type: ignore[arg-type]
-    reader = asyncio.create_task(connection.serve())
-    with pytest.raises(TimeoutError):
-        await connection.call("Heartbeat", {})
-    waiting = asyncio.create_task(connection.call("Heartbeat", {}, timeout=5))
-    await ws.next_sent()
-    await ws.next_sent()
-    await ws.close()
-    with pytest.raises(ConnectionLost):
-        await waiting
-    await reader
+    async with serving(message_timeout=0.1) as (ws, connection):
+        with pytest.raises(TimeoutError):
+            await connection.call("Heartbeat", {})
+        waiting = asyncio.create_task(connection.call("Heartbeat", {}, timeout=5))
+        await ws.next_sent()
+        await ws.next_sent()
+        await ws.close()
+        with pytest.raises(ConnectionLost):
+            await waiting
 
 
 async def test_incoming_calls_do_not_block_the_reader_and_follow_ups_run_after_the_answer() -> None:
-    ws = FakeWebSocket()
     release = asyncio.Event()
     order: list[str] = []
 
@@ -203,42 +234,34 @@ async def test_incoming_calls_do_not_block_the_reader_and_follow_ups_run_after_t
         order.append(f"handled {action}")
         return CallResult({}, follow_up if action == "Fast" else None)
 
-    connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=5)
-    reader = asyncio.create_task(connection.serve())
-    await ws.inbox.put('[2,"1","Slow",{}]')
-    await ws.inbox.put('[2,"2","Fast",{}]')
-    assert (await ws.next_sent())[1] == "2"  # answered while "Slow" still waits
-    await asyncio.sleep(0.01)
-    assert order == ["handled Fast", "follow-up"]
-    release.set()
-    assert (await ws.next_sent())[1] == "1"
-    # A second CALL with an id being handled is refused.
-    release.clear()
-    await ws.inbox.put('[2,"3","Slow",{}]')
-    await ws.inbox.put('[2,"3","Slow",{}]')
-    duplicate = await ws.next_sent()
-    assert duplicate[:3] == [4, "3", "RpcFrameworkError"]
-    release.set()
-    await ws.next_sent()
-    await ws.close()
-    await reader
+    async with serving(handle) as (ws, _):
+        await ws.inbox.put('[2,"1","Slow",{}]')
+        await ws.inbox.put('[2,"2","Fast",{}]')
+        assert (await ws.next_sent())[1] == "2"  # answered while "Slow" still waits
+        await asyncio.sleep(0.01)
+        assert order == ["handled Fast", "follow-up"]
+        release.set()
+        assert (await ws.next_sent())[1] == "1"
+        # A second CALL with an id being handled is refused.
+        release.clear()
+        await ws.inbox.put('[2,"3","Slow",{}]')
+        await ws.inbox.put('[2,"3","Slow",{}]')
+        duplicate = await ws.next_sent()
+        assert duplicate[:3] == [4, "3", "RpcFrameworkError"]
+        release.set()
+        await ws.next_sent()
 
 
 async def test_malformed_frames_are_answered_and_the_connection_goes_on() -> None:
-    ws = FakeWebSocket()
-
     async def handle(action: str, payload: Any, size: int) -> CallResult | CallError:
         return CallResult({"status": "Accepted"})
 
-    connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=5)
-    reader = asyncio.create_task(connection.serve())
-    await ws.inbox.put("{{{")
-    assert (await ws.next_sent())[:3] == [4, "-1", "RpcFrameworkError"]
-    await ws.inbox.put('[3,"unknown-id",{}]')  # an answer to nothing: ignored
-    await ws.inbox.put('[2,"ok","ClearCache",{}]')
-    assert await ws.next_sent() == [3, "ok", {"status": "Accepted"}]
-    await ws.close()
-    await reader
+    async with serving(handle) as (ws, _):
+        await ws.inbox.put("{{{")
+        assert (await ws.next_sent())[:3] == [4, "-1", "RpcFrameworkError"]
+        await ws.inbox.put('[3,"unknown-id",{}]')  # an answer to nothing: ignored
+        await ws.inbox.put('[2,"ok","ClearCache",{}]')
+        assert await ws.next_sent() == [3, "ok", {"status": "Accepted"}]
 
 
 @pytest.mark.parametrize(

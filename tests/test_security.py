@@ -289,6 +289,14 @@ def stored(station: Station) -> list[tuple[str, bytes, int | None]]:
     return [(c.certificate_type, c.der, c.parent_id) for c in station.store.certificates()]
 
 
+def invalid_certificate(why: str) -> dict[str, Any]:
+    """The InstallCertificate answer for a certificate the station refuses (M05.FR.07)."""
+    return {
+        "status": "Rejected",
+        "statusInfo": {"reasonCode": "InvalidCertificate", "additionalInfo": why},
+    }
+
+
 def chain(certificate_type: str, certificate: x509.Certificate) -> dict[str, Any]:
     return {
         "certificateType": certificate_type,
@@ -635,13 +643,7 @@ async def test_m05_expired_root_is_rejected_and_not_listed(station: Station) -> 
         not_after=NOW - timedelta(seconds=5),
     )
     response = await install(station, "CSMSRootCertificate", pem(expired))
-    assert response == {
-        "status": "Rejected",
-        "statusInfo": {
-            "reasonCode": "InvalidCertificate",
-            "additionalInfo": "the certificate has expired",
-        },
-    }
+    assert response == invalid_certificate("the certificate has expired")
     assert await installed_ids(station, "CSMSRootCertificate") == {"status": "NotFound"}
     assert station.certificates.trust_anchors() == []
 
@@ -649,26 +651,14 @@ async def test_m05_expired_root_is_rejected_and_not_listed(station: Station) -> 
 async def test_m05_not_yet_valid_root_is_rejected(station: Station) -> None:
     future, _ = make_cert("Future root", not_before=NOW + timedelta(minutes=5))
     response = await install(station, "V2GRootCertificate", pem(future))
-    assert response == {
-        "status": "Rejected",
-        "statusInfo": {
-            "reasonCode": "InvalidCertificate",
-            "additionalInfo": "the certificate is not valid yet",
-        },
-    }
+    assert response == invalid_certificate("the certificate is not valid yet")
 
 
 async def test_m05_intermediate_ca_is_rejected_as_not_self_signed(station: Station) -> None:
     root = make_cert("Real root")
     sub_ca, _ = make_cert("Sub-CA", issuer=root)
     response = await install(station, "MORootCertificate", pem(sub_ca))
-    assert response == {
-        "status": "Rejected",
-        "statusInfo": {
-            "reasonCode": "InvalidCertificate",
-            "additionalInfo": "a root certificate must be self-signed",
-        },
-    }
+    assert response == invalid_certificate("a root certificate must be self-signed")
     # Its own root goes in fine.
     assert await install(station, "MORootCertificate", pem(root[0])) == {"status": "Accepted"}
 
@@ -676,24 +666,12 @@ async def test_m05_intermediate_ca_is_rejected_as_not_self_signed(station: Stati
 async def test_m05_non_ca_certificate_is_rejected(station: Station) -> None:
     leaf, _ = make_cert("Leaf", ca=False)
     response = await install(station, "ManufacturerRootCertificate", pem(leaf))
-    assert response == {
-        "status": "Rejected",
-        "statusInfo": {
-            "reasonCode": "InvalidCertificate",
-            "additionalInfo": "a root certificate must be a CA certificate",
-        },
-    }
+    assert response == invalid_certificate("a root certificate must be a CA certificate")
 
 
 async def test_m05_two_certificates_in_one_pem_are_rejected(station: Station) -> None:
     response = await install(station, "V2GRootCertificate", _two_certificates())
-    assert response == {
-        "status": "Rejected",
-        "statusInfo": {
-            "reasonCode": "InvalidCertificate",
-            "additionalInfo": "expected exactly one certificate",
-        },
-    }
+    assert response == invalid_certificate("expected exactly one certificate")
     assert stored(station) == []
 
 

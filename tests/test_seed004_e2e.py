@@ -22,6 +22,18 @@ def assert_response_envelope(answer: dict[str, Any], request: dict[str, Any]) ->
     return answer["data"]
 
 
+async def ask(oem: Oem, request: dict[str, Any]) -> dict[str, Any]:
+    """Send `request` through the broker; its answer's data (the envelope checked)."""
+    return assert_response_envelope(await oem.request(request), request)
+
+
+ACCEPTED = {
+    "message_type": "CallResult",
+    "ocpp_version": "ocpp2.0.1",
+    "payload": {"status": "Accepted"},
+}
+
+
 def independent_hash_data(pem: str) -> dict[str, str]:
     """OCPP CertificateHashData computed from the DER, without the OCSP builder the bridge uses."""
     certificate = x509.load_pem_x509_certificate(pem.encode())
@@ -41,13 +53,13 @@ def independent_hash_data(pem: str) -> dict[str, str]:
 async def test_get_variables_example_answers_tx_start_point(bridge: object, oem: Oem) -> None:
     request = example("request.GetVariables")
     expected = example("response.GetVariables", fresh_id=False)
-    data = assert_response_envelope(await oem.request(request), request)
+    data = await ask(oem, request)
     assert data == expected["data"]
 
 
 async def test_get_variables_multiple_example(bridge: object, oem: Oem) -> None:
     request = example("request.GetVariables.multiple")
-    data = assert_response_envelope(await oem.request(request), request)
+    data = await ask(oem, request)
     assert data["message_type"] == "CallResult"
     assert data["ocpp_version"] == "ocpp2.0.1"
     assert data["payload"] == {
@@ -73,7 +85,7 @@ async def test_get_variables_multiple_example(bridge: object, oem: Oem) -> None:
 async def test_set_variables_example_is_accepted_and_read_back(bridge: object, oem: Oem) -> None:
     request = example("request.SetVariables")
     expected = example("response.SetVariables", fresh_id=False)
-    data = assert_response_envelope(await oem.request(request), request)
+    data = await ask(oem, request)
     assert data == expected["data"]
 
     read = await oem.request(example("request.GetVariables.multiple"))
@@ -83,12 +95,8 @@ async def test_set_variables_example_is_accepted_and_read_back(bridge: object, o
 
 async def test_certificate_round_trip_with_seed_examples(bridge: object, oem: Oem) -> None:
     install = example("request.InstallCertificate")
-    data = assert_response_envelope(await oem.request(install), install)
-    assert data == {
-        "message_type": "CallResult",
-        "ocpp_version": "ocpp2.0.1",
-        "payload": {"status": "Accepted"},
-    }
+    data = await ask(oem, install)
+    assert data == ACCEPTED
 
     expected_hash = independent_hash_data(install["data"]["payload"]["certificate"])
     # The seed's DeleteCertificate example carries exactly this certificate's hash data.
@@ -96,7 +104,7 @@ async def test_certificate_round_trip_with_seed_examples(bridge: object, oem: Oe
     assert delete["data"]["payload"]["certificateHashData"] == expected_hash
 
     listing = example("request.GetInstalledCertificateIds")
-    data = assert_response_envelope(await oem.request(listing), listing)
+    data = await ask(oem, listing)
     assert data["message_type"] == "CallResult"
     assert data["payload"] == {
         "status": "Accepted",
@@ -105,27 +113,23 @@ async def test_certificate_round_trip_with_seed_examples(bridge: object, oem: Oe
         ],
     }
 
-    data = assert_response_envelope(await oem.request(delete), delete)
+    data = await ask(oem, delete)
     assert data["payload"] == {"status": "Accepted"}
 
     listing = example("request.GetInstalledCertificateIds")
-    data = assert_response_envelope(await oem.request(listing), listing)
+    data = await ask(oem, listing)
     assert data["payload"] == {"status": "NotFound"}
 
     # Deleting it again finds nothing.
     delete = example("request.DeleteCertificate")
-    data = assert_response_envelope(await oem.request(delete), delete)
+    data = await ask(oem, delete)
     assert data["payload"] == {"status": "NotFound"}
 
 
 async def test_set_network_profile_example_is_stored_in_slot_2(bridge: Any, oem: Oem) -> None:
     request = example("request.SetNetworkProfile")
-    data = assert_response_envelope(await oem.request(request), request)
-    assert data == {
-        "message_type": "CallResult",
-        "ocpp_version": "ocpp2.0.1",
-        "payload": {"status": "Accepted"},
-    }
+    data = await ask(oem, request)
+    assert data == ACCEPTED
     stored = bridge.station.network_profiles.get(2)
     assert stored == request["data"]["payload"]["connectionData"]
     assert bridge.store.network_profiles()[2]
@@ -136,7 +140,7 @@ async def test_call_error_example_shape_for_a_payload_of_the_wrong_structure(
 ) -> None:
     request = example("request.GetVariables")
     request["data"]["payload"]["getVariableData"][0]["unexpected"] = 1
-    data = assert_response_envelope(await oem.request(request), request)
+    data = await ask(oem, request)
     expected = example("response.CallError", fresh_id=False)["data"]
     assert set(data) == set(expected)
     assert data["message_type"] == "CallError"

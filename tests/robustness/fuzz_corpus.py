@@ -34,15 +34,14 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from bridge import schemas
+from tests.conftest import SEED_REQUESTS, example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "ocpp_message"
 MAX_BYTES = 256 * 1024
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 CHANGING = ("SetVariables", "InstallCertificate", "DeleteCertificate", "SetNetworkProfile")
@@ -124,23 +123,13 @@ def might_change_state(body: Any) -> bool:
     return not schemas.ocpp_validator("ocpp2.0.1", action)(payload)
 
 
-def example(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text())
-    return loaded
+def seed_example(name: str) -> dict[str, Any]:
+    """A seed example with its own id (a fresh one would change the corpus from run to run)."""
+    return example(name, fresh_id=False)
 
 
-SEEDS = (
-    "request.GetVariables",
-    "request.GetVariables.multiple",
-    "request.SetVariables",
-    "request.InstallCertificate",
-    "request.GetInstalledCertificateIds",
-    "request.DeleteCertificate",
-    "request.SetNetworkProfile",
-    "response.CallError",
-    "response.GetVariables",
-)
-OCTT_PEM: str = example("request.InstallCertificate")["data"]["payload"]["certificate"]
+SEEDS = (*SEED_REQUESTS, "response.CallError", "response.GetVariables")
+OCTT_PEM: str = seed_example("request.InstallCertificate")["data"]["payload"]["certificate"]
 
 
 def envelope(action: str, payload: Any, version: str = "ocpp2.0.1") -> dict[str, Any]:
@@ -421,7 +410,7 @@ _hex = st.text(alphabet="0123456789abcdefABCDEF", min_size=1, max_size=128)
 
 @st.composite
 def delete_certificate_rejected(draw: st.DrawFn) -> tuple[dict[str, Any], Check]:
-    real = example("request.DeleteCertificate")["data"]["payload"]["certificateHashData"]
+    real = seed_example("request.DeleteCertificate")["data"]["payload"]["certificateHashData"]
     if draw(st.booleans()):
         data = {
             "hashAlgorithm": draw(st.sampled_from(["SHA256", "SHA384", "SHA512"])),
@@ -880,7 +869,7 @@ def build(total: int = 10_000, rng_seed: int = 20261122) -> Corpus:
     for raw, origin in specials(rng):
         accept(raw, origin)
     # 4. mutations of the seed examples (and of hypothesis messages) until `total`.
-    seeds = [example(name) for name in SEEDS]
+    seeds = [seed_example(name) for name in SEEDS]
     while len(cases) < total:
         what = rng.random()
         if what < 0.4:

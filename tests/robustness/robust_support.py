@@ -15,10 +15,8 @@ import json
 import logging
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -34,9 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from bridge.timeutil import ocpp_timestamp
-
-BRIDGE = [sys.executable, "-m", "bridge"]
-REQUEST_TOPIC, RESPONSE_TOPIC = "cs/josev", "josev/cs"
+from tests.conftest import BRIDGE, REQUEST_TOPIC, ocpp_message, oem_mqtt_client, reading_answers
 
 # aiomqtt logs a WARNING for every publish beyond 10 awaiting their PUBACK: the test client
 # pipelines on purpose, so its own logger stays quiet.
@@ -152,7 +148,7 @@ class Oem:
         answer = await self.request(ocpp_message(action, payload), timeout)
         return answer["data"]
 
-    async def _read(self) -> None:
+    async def read_answers(self) -> None:
         async for message in self.client.messages:
             self.received += 1
             raw = message.payload
@@ -172,14 +168,7 @@ async def oem_client(host: str, port: int, connect_timeout: float = 10.0) -> Asy
     """An OEM connected to the broker (retrying while the broker comes up), subscribed."""
     deadline = time.monotonic() + connect_timeout
     while True:
-        client = aiomqtt.Client(
-            host,
-            port,
-            identifier=f"oem-{uuid.uuid4().hex[:8]}",
-            logger=_QUIET,
-            max_inflight_messages=100,
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        )
+        client = oem_mqtt_client(host, port, logger=_QUIET, max_inflight_messages=100)
         try:
             await client.__aenter__()
             break
@@ -188,29 +177,13 @@ async def oem_client(host: str, port: int, connect_timeout: float = 10.0) -> Asy
                 raise
             await asyncio.sleep(0.1)
     try:
-        await client.subscribe(RESPONSE_TOPIC, qos=1)
-        oem = Oem(client)
-        reader = asyncio.create_task(oem._read())
-        try:
+        async with reading_answers(Oem(client)) as oem:
             yield oem
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await reader
     finally:
         # Bounded: with the broker gone, a clean disconnect would wait for it.
         with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
             async with asyncio.timeout(2):
                 await client.__aexit__(None, None, None)
-
-
-def ocpp_message(action: str, payload: Any, version: str = "ocpp2.0.1") -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "name": "ocpp_message",
-        "type": "request",
-        "data": {"ocpp_version": version, "message_name": action, "payload": payload},
-    }
 
 
 def get_variables(*keys: tuple[str, str]) -> dict[str, Any]:

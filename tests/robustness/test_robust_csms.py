@@ -20,11 +20,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from bridge.app import Bridge
-from bridge.config import load_settings
 from bridge.rpc import ERROR_CODES
 from bridge.timeutil import ocpp_timestamp
 from bridge.transport.csms import MAX_FRAME, LinkState
-from tests.conftest import Broker, write_config
+from tests.conftest import Broker, running_bridge, write_config
 from tests.robustness.robust_support import (
     Liveness,
     Oem,
@@ -63,11 +62,7 @@ async def station(
         csms=f'url = "{csms_url}"',
         extra="[device_model]\n" + fast_backoff(message_timeout),
     )
-    async with Bridge(load_settings(config)) as bridge, oem_client(broker.host, broker.port) as oem:
-        for _ in range(500):
-            if bridge.mqtt.connected:
-                break
-            await asyncio.sleep(0.01)
+    async with running_bridge(config) as bridge, oem_client(broker.host, broker.port) as oem:
         async with keeps_answering(oem) as liveness:
             yield Running(bridge, oem, liveness)
         assert all(not t.done() for t in bridge._tasks), "a transport task of the bridge ended"

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Broker, write_config
+from tests.conftest import Broker, ocpp_message, write_config
 from tests.robustness.robust_support import (
     BridgeProcess,
+    Oem,
+    get_variables,
     integrity_check,
-    ocpp_message,
     oem_client,
     tracebacks,
     until_answering,
@@ -81,15 +82,14 @@ def which_request(values: dict[str, str], sent: int) -> int | None:
     return k if k <= sent and values == values_of(k) else None
 
 
-GET = ocpp_message(
-    "GetVariables",
-    {
-        "getVariableData": [
-            {"component": {"name": key.split(".")[0]}, "variable": {"name": key.split(".")[1]}}
-            for key in ORIGINAL
-        ]
-    },
-)
+async def stored_values(oem: Oem) -> dict[str, str]:
+    """The values the bridge reports for the variables of ORIGINAL, by "component.variable"."""
+    keys = [(key.split(".")[0], key.split(".")[1]) for key in ORIGINAL]
+    answer = await oem.request(ocpp_message("GetVariables", get_variables(*keys)))
+    return {
+        f"{r['component']['name']}.{r['variable']['name']}": r["attributeValue"]
+        for r in answer["data"]["payload"]["getVariableResult"]
+    }
 
 
 @pytest.mark.timeout(120)
@@ -105,12 +105,7 @@ async def test_kill_9_during_a_set_variables_burst(tmp_path: Path, broker: Broke
         async with oem_client(broker.host, broker.port) as oem:
             await until_answering(oem)
             # After the restart: the values of exactly one request, none older than acknowledged.
-            answer = await oem.request(dict(GET, id=ocpp_message("x", {})["id"]))
-            results = answer["data"]["payload"]["getVariableResult"]
-            values = {
-                f"{r['component']['name']}.{r['variable']['name']}": r["attributeValue"]
-                for r in results
-            }
+            values = await stored_values(oem)
             found = which_request(values, next_k - 1)
             assert found is not None, f"cycle {cycle}: a mix of requests' values: {values}"
             assert found >= last_k, (
@@ -157,12 +152,7 @@ async def test_kill_9_during_a_set_variables_burst(tmp_path: Path, broker: Broke
     try:
         async with oem_client(broker.host, broker.port) as oem:
             await until_answering(oem)
-            answer = await oem.request(dict(GET, id=ocpp_message("x", {})["id"]))
-            results = answer["data"]["payload"]["getVariableResult"]
-            values = {
-                f"{r['component']['name']}.{r['variable']['name']}": r["attributeValue"]
-                for r in results
-            }
+            values = await stored_values(oem)
             found = which_request(values, next_k - 1)
             assert found is not None, values
             assert found >= last_k, values

@@ -11,15 +11,16 @@ import json
 import logging
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 
+from bridge.config import load_settings
 from bridge.demo_csms import DemoCsms
-from tests.conftest import Broker, write_config
+from bridge.health import status_path
+from tests.conftest import BRIDGE, Broker, write_config
 from tests.robustness.robust_support import (
     BridgeProcess,
     fast_backoff,
@@ -75,7 +76,7 @@ def leaks(text: str, key_pem: str) -> list[str]:
 
 def health(config: Path) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "bridge", "health", "--config", str(config)],
+        [*BRIDGE, "health", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -158,7 +159,8 @@ async def test_no_secret_in_any_log(
                 )
                 assert "attributeValue" not in data["payload"]["getVariableResult"][0]
                 outputs.append(("ocpp-bridge health", health(config)))
-                outputs += [(p.name, p.read_text()) for p in (tmp_path / "p2").glob("*.json")]
+                status = status_path(load_settings(config))  # what `health` read, searched too
+                outputs.append((status.name, status.read_text()))
                 # The CSMS changes its mind: the next connection is refused with HTTP 401.
                 csms.password = "Not-the-stations-password-0"
                 await csms.disconnect(STATION)
