@@ -104,6 +104,36 @@ def test_any_frame_parses_or_raises_frame_error(frame: str | bytes) -> None:
     )
 )
 def test_any_json_array_parses_or_raises_frame_error(frame: list[Any]) -> None:
+    _parses_or_raises_frame_error(frame)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+
+
+@given(
+    kind=st.sampled_from([2, 3, 4]),
+    message_id=st.text(min_size=1, max_size=40),
+    rest=st.lists(_json, max_size=4),
+)
+def test_nearly_valid_frames_parse_or_raise_frame_error(
+    kind: int, message_id: str, rest: list[Any]
+) -> None:
+    """Frames of a known type and a readable id, with any JSON after: e.g. a CALLERROR whose code
+    is an object must not escape as a TypeError (it would end the connection's reader)."""
+    _parses_or_raises_frame_error([kind, message_id, *rest])
+
+
+def test_a_call_error_code_that_is_not_a_string_is_a_generic_error() -> None:
+    answer = parse('[4,"x",{"a":1},"",{}]')
+    assert isinstance(answer, Answer)
+    assert answer.result == CallError("GenericError", "", {"receivedCode": '{"a":1}'})
+
+
+def _parses_or_raises_frame_error(frame: list[Any]) -> None:
     kind = frame[0] if frame else None
     error: FrameError | None = None
     try:

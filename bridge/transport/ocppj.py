@@ -112,7 +112,8 @@ def parse(frame: str | bytes) -> Call | Answer | None:
     if kind == CALLERROR and not isinstance(kind, bool):
         if readable_id is None or len(message) != 5:
             raise FrameError("malformed CALLERROR", None)
-        code = _ALIASES.get(message[2], message[2])
+        code = message[2] if isinstance(message[2], str) else jsontext.dumps(message[2])
+        code = _ALIASES.get(code, code)
         details = message[4] if isinstance(message[4], dict) else {}
         if code not in ERROR_CODES:
             details = {**details, "receivedCode": str(code)[:50]}
