@@ -16,12 +16,11 @@ import trustme
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bridge.config import load_settings
 from bridge.rpc import CallError, CallResult
 from bridge.station import Station
 from bridge.station.network_profiles import check_connection_data
 from bridge.store import Store
-from tests.conftest import make_station, ocpp_call, write_config
+from tests.conftest import make_station, ocpp_call
 
 PASSWORD = "Sixteen-Chars-Pw.42"  # passwordString: 16 to 40 characters
 WS_URL = "ws://127.0.0.1:9000/ocpp"
@@ -60,8 +59,7 @@ def csms_section(tmp_path: Path, security_profile: int, *, client_cert: bool = F
 
 
 def open_station(tmp_path: Path, csms: str = "") -> Station:
-    settings = load_settings(write_config(tmp_path / "bridge.toml", None, csms=csms))
-    return Station(settings, Store(tmp_path / "bridge.db"))
+    return make_station(tmp_path, csms=csms)
 
 
 def reopen(station: Station, tmp_path: Path, csms: str) -> Station:

@@ -23,11 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from bridge.config import load_settings
 from bridge.rpc import CallError, CallResult
 from bridge.station import Station
-from bridge.store import Store
-from tests.conftest import write_config
+from tests.conftest import make_station, write_config
 
 ROOT_TYPES = (
     "V2GRootCertificate",
@@ -233,8 +231,7 @@ def with_duplicate_extension() -> str:
 
 
 def open_station(tmp_path: Path) -> Station:
-    settings = load_settings(write_config(tmp_path / "bridge.toml", None))
-    return Station(settings, Store(tmp_path / "bridge.db"))
+    return make_station(tmp_path)
 
 
 def reopen(station: Station, tmp_path: Path) -> Station:
