@@ -12,7 +12,7 @@ from typing import Any
 from bridge import __version__
 from bridge.config import Settings
 from bridge.health import StatusFile, status_path
-from bridge.mqtt_api import MqttApi
+from bridge.oem.api import MqttApi
 from bridge.station import Station
 from bridge.store import Store
 from bridge.transport.csms import CsmsLink

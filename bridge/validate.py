@@ -2,7 +2,7 @@
 
 Integrators run this before they ship, so "valid here" must mean "accepted by the service": every
 check reuses the service's compiled validators from `bridge.schemas` (SPEC §4.1 envelope, §4.2
-`ocpp_message`), and the `message_name` enum is relaxed exactly as `bridge.mqtt_api` relaxes it
+`ocpp_message`), and the `message_name` enum is relaxed exactly as `bridge.oem.api` relaxes it
 (any action of the OCPP version passes; the dispatcher decides what it implements).
 
 A file holds one JSON value (possibly pretty-printed) or JSON Lines. Errors never quote message
@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from bridge import envelope, jsontext, schemas
+from bridge import jsontext, schemas
 from bridge.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from bridge.oem import envelope
 from bridge.schemas import JsonPath, Validate, json_path
 
 PROG: Final = "ocpp-bridge validate"

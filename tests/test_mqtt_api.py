@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge import schemas
-from bridge.mqtt_api import MqttApi
+from bridge.oem.api import MqttApi
 from bridge.station import Station
 from tests.conftest import SEED_REQUESTS, example, make_station
 

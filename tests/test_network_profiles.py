@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from bridge.rpc import CallError, CallResult
 from bridge.station import Station
-from bridge.station.network_profiles import check_connection_data
+from bridge.station.provisioning.network_profiles import check_connection_data
 from bridge.store import Store
 from tests.conftest import make_station, ocpp_call
 

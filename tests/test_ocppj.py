@@ -15,8 +15,7 @@ from websockets.exceptions import ConnectionClosedOK
 from websockets.frames import Close
 
 from bridge.rpc import CallError, CallResult
-from bridge.transport.csms import backoff_delay
-from bridge.transport.ocppj import (
+from bridge.rpc.ocppj import (
     Answer,
     Call,
     ConnectionLost,
@@ -25,6 +24,7 @@ from bridge.transport.ocppj import (
     RpcConnection,
     parse,
 )
+from bridge.transport.csms import backoff_delay
 
 
 def test_parse_the_three_message_types() -> None:

@@ -152,7 +152,7 @@ def test_an_invalid_message_prints_the_exact_path_and_exits_1(
 def test_an_ocpp_action_the_request_schema_does_not_list_is_checked_like_the_service(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """mqtt_api relaxes the message_name enum to every action of the version; so does validate."""
+    """The MQTT API relaxes the message_name enum to every action of the version; so does validate."""
     reset = _set(example("request.GetVariables"), "data.message_name", "Reset")
     good = write(tmp_path, _set(reset, "data.payload", {"type": "Immediate"}), "good.json")
     bad = write(tmp_path, _set(dict(reset), "data.payload", {"type": "Sometime"}), "bad.json")

@@ -8,13 +8,17 @@ import logging
 
 from bridge.config import ConfigError, Settings, device_model_text
 from bridge.station.availability import Availability
-from bridge.station.boot import Registration
 from bridge.station.device_model import DeviceModel, UnknownKey, Variable
 from bridge.station.dispatcher import Dispatcher
-from bridge.station.network_profiles import CONFIG_SLOT, NetworkProfiles, check_connection_data
 from bridge.station.outbox import Outbox
-from bridge.station.provisioning import Provisioning
-from bridge.station.reports import Reports
+from bridge.station.provisioning.boot import Registration
+from bridge.station.provisioning.network_profiles import (
+    CONFIG_SLOT,
+    NetworkProfiles,
+    check_connection_data,
+)
+from bridge.station.provisioning.reports import Reports
+from bridge.station.provisioning.variables import Provisioning
 from bridge.station.security import CertificateStore, Security, check_password
 from bridge.store import Store
 from bridge.timeutil import Clock

@@ -33,9 +33,9 @@ from websockets.typing import Subprotocol
 
 from bridge import __version__
 from bridge.config import Settings
+from bridge.rpc.ocppj import HandleCall, RpcConnection
 from bridge.station import PASSWORD, Station
 from bridge.station.device_model import Variable
-from bridge.transport.ocppj import HandleCall, RpcConnection
 
 log = logging.getLogger(__name__)
 

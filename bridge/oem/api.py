@@ -12,7 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge import envelope, schemas
+from bridge import schemas
+from bridge.oem import envelope
 from bridge.rpc import CallError, CallResult
 from bridge.station.dispatcher import STATION_VERSION, Dispatcher, schema_call_error
 

@@ -9,7 +9,7 @@ from bridge.rpc import OcppError
 from bridge.station.components import Mutability
 from bridge.station.device_model import DeviceModel, Rejection, Variable
 from bridge.station.dispatcher import message_size
-from bridge.station.network_profiles import NetworkProfiles
+from bridge.station.provisioning.network_profiles import NetworkProfiles
 
 log = logging.getLogger(__name__)
 
