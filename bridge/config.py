@@ -131,6 +131,13 @@ class MqttSettings(_Section):
 
 class StorageSettings(_Section):
     path: str = Field(default="/var/lib/ocpp-bridge/bridge.db", min_length=1)
+    max_queued: int = Field(default=100_000, ge=1000)
+
+
+class OemSettings(_Section):  # placeholder until the config branch lands
+    request_timeout: float = Field(default=5.0, gt=0, le=300)
+    startup_timeout: float = Field(default=10.0, ge=0, le=600)
+    delegate: list[str] = Field(default_factory=list)
 
 
 class LoggingSettings(_Section):
@@ -152,6 +159,7 @@ class Settings(BaseSettings):
     csms: CsmsSettings = CsmsSettings()
     mqtt: MqttSettings = MqttSettings()
     storage: StorageSettings = StorageSettings()
+    oem: OemSettings = OemSettings()
     logging: LoggingSettings = LoggingSettings()
     # "Component[instance].Variable[instance]" → Actual value preloaded into the device model.
     device_model: dict[str, DeviceModelValue] = Field(default_factory=dict)

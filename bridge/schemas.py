@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final, TypeGuard
 
+from bridge import versions
 from bridge.timeutil import is_date_time
 
 _rs: Any
@@ -31,8 +32,8 @@ except ImportError:  # pragma: no cover
 BACKEND: Final = "jsonschema-rs" if _rs is not None else "jsonschema"
 
 # OCPP versions as they are named on the wire (WebSocket subprotocol and MQTT `ocpp_version`).
-OCPP_VERSIONS: Final = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
-_OCPP_DIRS: Final = {"ocpp1.6": "v16", "ocpp2.0.1": "v201", "ocpp2.1": "v21"}
+OCPP_VERSIONS: Final = versions.KNOWN
+_OCPP_DIRS: Final = versions.SCHEMA_DIRS
 
 ENVELOPE_DIR: Final = Path(__file__).resolve().parent / "schemas"
 
@@ -295,7 +296,9 @@ def ocpp_validator(version: str, action: str, response: bool = False) -> Validat
 @cache
 def envelope_schema(name: str) -> dict[str, Any]:
     """The JSON Schema document `schemas/<name>.json` (e.g. `ocpp_message.request`)."""
-    if not re.fullmatch(r"[a-z_]+\.(request|response|update)|envelope|error\.response", name):
+    if len(name) > 80 or not re.fullmatch(
+        r"[a-z_]+\.(request|response|update)|envelope|error\.response", name
+    ):
         raise KeyError(name)
     path = ENVELOPE_DIR / f"{name}.json"
     if not path.is_file():

@@ -45,6 +45,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         connection_data TEXT NOT NULL      -- NetworkConnectionProfileType as JSON
     );
     """,
+    """
+    CREATE TABLE outbound_message (        -- the durable part of the outbound queue, FIFO by seq
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL,          -- the CALL's messageId, the same on every attempt
+        action     TEXT NOT NULL,
+        payload    TEXT NOT NULL,          -- JSON
+        origin     TEXT NOT NULL,          -- who is told the answer
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        keep       INTEGER NOT NULL DEFAULT 0,  -- 1: never dropped to make room (Started, Ended)
+        queued_at  TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -108,22 +120,34 @@ class Store:
                 db.execute(f"PRAGMA user_version={target}")
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One atomic, durable write: everything in the block commits, or nothing does.
 
-        Nested blocks join the outermost one.
+        Nested blocks join the outermost one. `durable=False`: the commit does not wait for the
+        disk (WAL, synchronous=NORMAL): a crash of the process loses nothing, a power cut may
+        lose this commit (never an earlier durable one).
         """
         db = self._db
         if db.in_transaction:
             yield db
             return
-        db.execute("BEGIN IMMEDIATE")
+        if not durable:
+            db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if not durable:
+                db.execute("PRAGMA synchronous=FULL")
+
+    def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """A read outside any transaction block."""
+        return self._db.execute(sql, parameters)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -198,6 +222,75 @@ class Store:
                 "ON CONFLICT(slot) DO UPDATE SET connection_data = excluded.connection_data",
                 (slot, connection_data),
             )
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    seq: int
+    message_id: str
+    action: str
+    payload: str
+    origin: str
+    attempts: int
+
+
+class QueueTable:
+    """The durable outbound messages (`outbound_message`), oldest first."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def add(self, message_id: str, action: str, payload: str, origin: str, keep: bool) -> int:
+        """Append a message (inside the caller's transaction, when there is one)."""
+        with self._store.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO outbound_message(message_id, action, payload, origin, keep, "
+                "queued_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, action, payload, origin, int(keep), ocpp_timestamp()),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def count(self) -> int:
+        (n,) = self._store.execute("SELECT count(*) FROM outbound_message").fetchone()
+        return int(n)
+
+    def last_seq(self) -> int:
+        (seq,) = self._store.execute("SELECT max(seq) FROM outbound_message").fetchone()
+        return int(seq or 0)
+
+    def head(self) -> QueuedMessage | None:
+        row = self._store.execute(
+            "SELECT seq, message_id, action, payload, origin, attempts FROM outbound_message "
+            "ORDER BY seq LIMIT 1"
+        ).fetchone()
+        return QueuedMessage(*row) if row else None
+
+    def remove(self, seq: int) -> None:
+        """Delivered (or given up): a lost delete only means one more send of the same messageId,
+        so this commit need not wait for the disk."""
+        with self._store.transaction(durable=False) as db:
+            db.execute("DELETE FROM outbound_message WHERE seq = ?", (seq,))
+
+    def count_attempt(self, seq: int) -> int:
+        with self._store.transaction() as db:
+            db.execute("UPDATE outbound_message SET attempts = attempts + 1 WHERE seq = ?", (seq,))
+            (attempts,) = db.execute(
+                "SELECT attempts FROM outbound_message WHERE seq = ?", (seq,)
+            ).fetchone()
+        return int(attempts)
+
+    def drop_oldest(self) -> QueuedMessage | None:
+        """Make room: remove the oldest message that may be dropped (keep = 0)."""
+        with self._store.transaction() as db:
+            row = db.execute(
+                "SELECT seq, message_id, action, payload, origin, attempts FROM outbound_message "
+                "WHERE keep = 0 ORDER BY seq LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM outbound_message WHERE seq = ?", (row[0],))
+        return QueuedMessage(*row)
 
 
 def _statements(script: str) -> list[str]:

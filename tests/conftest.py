@@ -24,6 +24,7 @@ import pytest
 from bridge.app import Bridge
 from bridge.config import load_settings
 from bridge.rpc import CallResult
+from bridge.rpc.request import Request
 from bridge.station import Station
 from bridge.store import Store
 
@@ -132,8 +133,12 @@ def write_config(
     csms: str = "",
     extra: str = "",
     mqtt_port: int | None = None,
+    oem: str = "startup_timeout = 0",
 ) -> Path:
-    """A bridge configuration file; without a broker, MQTT points at `mqtt_port` (or 1883)."""
+    """A bridge configuration file; without a broker, MQTT points at `mqtt_port` (or 1883).
+
+    `oem`: the [oem] section; by default the bridge does not wait for an OEM's device_model
+    answer (there is no OEM in most tests)."""
     mqtt_port = broker.port if broker else (mqtt_port or 1883)
     path.write_text(
         f"""
@@ -155,6 +160,9 @@ port = {mqtt_port}
 [storage]
 path = "{path.parent / "bridge.db"}"
 
+[oem]
+{oem}
+
 {extra}
 """
     )
@@ -169,7 +177,7 @@ def make_station(tmp_path: Path, **config: str) -> Station:
 
 async def ocpp_call(station: Station, action: str, payload: dict[str, Any]) -> Any:
     """Run a CALL through the station's dispatcher; the CallResult payload or the CallError."""
-    result = await station.dispatcher.call("ocpp2.0.1", action, payload)
+    result = await station.dispatcher.call(Request("csms", "ocpp2.0.1", action, payload))
     return result.payload if isinstance(result, CallResult) else result
 
 
@@ -203,6 +211,8 @@ class Oem:
     client: aiomqtt.Client
     answers: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     unexpected: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)  # the bridge's updates
+    requests: list[dict[str, Any]] = field(default_factory=list)  # the bridge's requests
 
     async def send(self, message: dict[str, Any] | bytes | str) -> None:
         raw = message if isinstance(message, bytes | str) else json.dumps(message)
@@ -229,6 +239,12 @@ class Oem:
     async def read_answers(self) -> None:
         async for message in self.client.messages:
             body = json.loads(message.payload)
+            if body.get("type") == "update":
+                self.updates.append(body)
+                continue
+            if body.get("type") == "request":
+                self.requests.append(body)
+                continue
             future = self.answers.pop(body.get("id"), None)
             if future is not None and not future.done():
                 future.set_result(body)

@@ -17,9 +17,11 @@ import trustme
 
 from bridge.app import Bridge
 from bridge.config import load_settings
+from bridge.csms_link import LinkState
 from bridge.demo_csms import CallErrorReceived, DemoCsms
+from bridge.rpc.request import Request
 from bridge.timeutil import ocpp_timestamp
-from bridge.transport.csms import LinkState, tls_context
+from bridge.transport.csms import tls_context
 from tests.conftest import free_port, write_config
 
 PASSWORD = "Pa55word-for-CP001"
@@ -214,21 +216,22 @@ async def test_f06_trigger_message_variants(tmp_path: Path) -> None:
         }
         await csms.wait_for("Heartbeat")
         count = len(csms.received)
-        assert await csms.call(
-            "CP001", "TriggerMessage", {"requestedMessage": "StatusNotification"}
-        ) == {"status": "Accepted"}
-        await csms.wait_for("StatusNotification", count=4)
-        assert sorted(statuses_since(count)) == [(1, 1), (2, 1)]
-        count = len(csms.received)
+        # F06.FR.12: a StatusNotification trigger must name the EVSE and the connector.
+        for incomplete in ({}, {"evse": {"id": 1}}):
+            result = await csms.call(
+                "CP001", "TriggerMessage", {"requestedMessage": "StatusNotification", **incomplete}
+            )
+            assert result["status"] == "Rejected"
+            assert result["statusInfo"]["reasonCode"] == "MissingParam"
         result = await csms.call(
             "CP001",
             "TriggerMessage",
             {"requestedMessage": "StatusNotification", "evse": {"id": 2, "connectorId": 1}},
         )
         assert result == {"status": "Accepted"}
-        await csms.wait_for("StatusNotification", count=5)
+        await csms.wait_for("StatusNotification", count=3)
         assert statuses_since(count) == [(2, 1)]
-        for evse in ({"id": 3}, {"id": 1, "connectorId": 2}):
+        for evse in ({"id": 3, "connectorId": 1}, {"id": 1, "connectorId": 2}):
             with pytest.raises(CallErrorReceived) as info:
                 await csms.call(
                     "CP001",
@@ -493,10 +496,7 @@ async def test_tc_a_05_invalid_server_certificate_is_refused(
 async def test_tc_a_06_tls_version_below_1_2_is_refused(
     tmp_path: Path, tls: dict[str, Any]
 ) -> None:
-    assert (
-        tls_context(2, str(tls["files"]["ca"]), [], "", "").minimum_version
-        is ssl.TLSVersion.TLSv1_2
-    )
+    assert tls_context(str(tls["files"]["ca"]), []).minimum_version is ssl.TLSVersion.TLSv1_2
     try:
         old = tls["server_context"](maximum=ssl.TLSVersion.TLSv1_1)
     except (ValueError, ssl.SSLError):  # pragma: no cover - an OpenSSL without TLS 1.1 at all
@@ -530,9 +530,12 @@ async def test_installed_csms_root_certificate_is_used_on_the_next_tls_connectio
             async def prefer_slot_2() -> str:
                 """SetVariables NetworkConfigurationPriority = "2,1"; the attribute status."""
                 result = await dispatcher.call(
-                    "ocpp2.0.1",
-                    "SetVariables",
-                    set_variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1"),
+                    Request(
+                        "csms",
+                        "ocpp2.0.1",
+                        "SetVariables",
+                        set_variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1"),
+                    )
                 )
                 status: str = result.payload["setVariableResult"][0]["attributeStatus"]
                 return status
@@ -548,18 +551,18 @@ async def test_installed_csms_root_certificate_is_used_on_the_next_tls_connectio
                     "securityProfile": 2,
                 },
             }
-            assert (await dispatcher.call("ocpp2.0.1", "SetNetworkProfile", profile)).payload[
-                "status"
-            ] == "Accepted"
+            assert (
+                await dispatcher.call(Request("csms", "ocpp2.0.1", "SetNetworkProfile", profile))
+            ).payload["status"] == "Accepted"
             # A05.FR.02: no CSMS root yet → the priority naming slot 2 is refused
             assert await prefer_slot_2() == "Rejected"
             install = {
                 "certificateType": "CSMSRootCertificate",
                 "certificate": tls["ca"].cert_pem.bytes().decode(),
             }
-            assert (await dispatcher.call("ocpp2.0.1", "InstallCertificate", install)).payload[
-                "status"
-            ] == "Accepted"
+            assert (
+                await dispatcher.call(Request("csms", "ocpp2.0.1", "InstallCertificate", install))
+            ).payload["status"] == "Accepted"
             assert await prefer_slot_2() == "RebootRequired"
             await csms.wait_for("StatusNotification", count=2, timeout=15)
             assert bridge.station.device_model.value("OCPPCommCtrlr.ActiveNetworkProfile") == "2"

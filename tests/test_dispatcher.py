@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bridge.rpc import CallError, CallResult, OcppError
+from bridge.rpc.request import Request
 from bridge.station import Station
 from bridge.station.dispatcher import Dispatcher
 from tests.conftest import make_station
@@ -59,7 +60,7 @@ def variable_item(**override: Any) -> dict[str, Any]:
 async def test_schema_failures_map_to_rpc_error_codes(
     station: Station, payload: dict[str, Any], code: str, path: str
 ) -> None:
-    result = await station.dispatcher.call("ocpp2.0.1", "GetVariables", payload)
+    result = await station.dispatcher.call(Request("csms", "ocpp2.0.1", "GetVariables", payload))
     assert isinstance(result, CallError)
     assert result.code == code
     assert result.details["path"] == path
@@ -69,14 +70,16 @@ async def test_schema_failures_map_to_rpc_error_codes(
 
 async def test_the_gravest_error_decides_the_code(station: Station) -> None:
     payload = {"getVariableData": [variable_item(attributeType="Bad", extra=True)]}
-    result = await station.dispatcher.call("ocpp2.0.1", "GetVariables", payload)
+    result = await station.dispatcher.call(Request("csms", "ocpp2.0.1", "GetVariables", payload))
     assert isinstance(result, CallError)
     assert result.code == "FormatViolation"
     assert len(result.details["errors"]) == 2
 
 
 async def test_a_payload_that_is_not_an_object_is_a_format_violation(station: Station) -> None:
-    result = await station.dispatcher.call("ocpp2.0.1", "GetVariables", ["getVariableData"])
+    result = await station.dispatcher.call(
+        Request("csms", "ocpp2.0.1", "GetVariables", ["getVariableData"])
+    )
     assert isinstance(result, CallError)
     assert result.code == "FormatViolation"
 
@@ -87,7 +90,7 @@ async def test_custom_data_is_validated_too() -> None:
     payload = {
         "setVariableData": [dict(variable_item(), attributeValue="1", customData={"vendorId": 5})]
     }
-    result = await dispatcher.call("ocpp2.0.1", "SetVariables", payload)
+    result = await dispatcher.call(Request("csms", "ocpp2.0.1", "SetVariables", payload))
     assert isinstance(result, CallError)
     assert result.code == "TypeConstraintViolation"
 
@@ -95,20 +98,21 @@ async def test_custom_data_is_validated_too() -> None:
 @pytest.mark.parametrize(
     ("version", "action", "code", "words"),
     [
-        ("ocpp2.0.1", "Reset", "NotImplemented", "not implemented"),  # SPEC §4.2
+        # OCPP-J 4.3: recognized but not supported -> NotSupported; not known -> NotImplemented
+        ("ocpp2.0.1", "Reset", "NotSupported", "not supported by this station"),
         ("ocpp2.0.1", "FlyToTheMoon", "NotImplemented", "not an action of ocpp2.0.1"),  # not known
         ("ocpp2.0.1", "BootNotification", "NotSupported", "sent by a Charging Station"),
         ("ocpp2.0.1", "GetConfiguration", "NotImplemented", "not an action"),  # 1.6 only
-        ("ocpp1.6", "GetConfiguration", "NotImplemented", "implements ocpp2.0.1"),
+        ("ocpp1.6", "GetConfiguration", "NotSupported", "runs ocpp2.0.1"),
         ("ocpp1.6", "GetVariables", "NotImplemented", "not an action of ocpp1.6"),
-        ("ocpp2.1", "GetVariables", "NotImplemented", "implements ocpp2.0.1"),
+        ("ocpp2.1", "GetVariables", "NotSupported", "runs ocpp2.0.1"),
         ("ocpp9", "GetVariables", "NotSupported", "Unknown OCPP version"),
     ],
 )
 async def test_actions_the_station_does_not_run(
     station: Station, version: str, action: str, code: str, words: str
 ) -> None:
-    result = await station.dispatcher.call(version, action, {})
+    result = await station.dispatcher.call(Request("csms", version, action, {}))
     assert isinstance(result, CallError)
     assert result.code == code
     assert words in result.description
@@ -120,7 +124,7 @@ async def test_handler_exceptions_become_internal_error_without_details() -> Non
 
     dispatcher = Dispatcher()
     dispatcher.register("ClearCache", broken)
-    result = await dispatcher.call("ocpp2.0.1", "ClearCache", {})
+    result = await dispatcher.call(Request("csms", "ocpp2.0.1", "ClearCache", {}))
     assert isinstance(result, CallError)
     assert result.code == "InternalError"
     assert "secret" not in result.description
@@ -132,14 +136,14 @@ async def test_an_ocpp_error_from_a_handler_is_answered_as_is() -> None:
 
     dispatcher = Dispatcher()
     dispatcher.register("ClearCache", refuse)
-    result = await dispatcher.call("ocpp2.0.1", "ClearCache", {})
+    result = await dispatcher.call(Request("csms", "ocpp2.0.1", "ClearCache", {}))
     assert result == CallError("SecurityError", "not while Pending")
 
 
 async def test_a_response_that_breaks_its_schema_is_never_sent() -> None:
     dispatcher = Dispatcher()
     dispatcher.register("ClearCache", lambda payload: {"status": "Maybe"})
-    result = await dispatcher.call("ocpp2.0.1", "ClearCache", {})
+    result = await dispatcher.call(Request("csms", "ocpp2.0.1", "ClearCache", {}))
     assert isinstance(result, CallError)
     assert result.code == "InternalError"
 
@@ -150,7 +154,7 @@ async def test_async_handlers_are_awaited() -> None:
 
     dispatcher = Dispatcher()
     dispatcher.register("ClearCache", clear)
-    assert await dispatcher.call("ocpp2.0.1", "ClearCache", {}) == CallResult(
+    assert await dispatcher.call(Request("csms", "ocpp2.0.1", "ClearCache", {})) == CallResult(
         {"status": "Accepted"}
     )
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from bridge.rpc import CallError, CallResult
+from bridge.rpc.request import Request
 from bridge.station import Station
 from bridge.station.provisioning.network_profiles import check_connection_data
 from bridge.store import Store
@@ -82,7 +83,7 @@ def profile(url: str = WS_URL, security_profile: int = 0, **extra: Any) -> dict[
 
 
 async def call(station: Station, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-    result = await station.dispatcher.call("ocpp2.0.1", action, payload)
+    result = await station.dispatcher.call(Request("csms", "ocpp2.0.1", action, payload))
     assert isinstance(result, CallResult), result
     return result.payload
 
@@ -310,9 +311,12 @@ async def test_b09_payload_outside_the_schema_is_a_call_error(
 ) -> None:
     station = open_station(tmp_path)
     result = await station.dispatcher.call(
-        "ocpp2.0.1",
-        "SetNetworkProfile",
-        {"configurationSlot": 2, "connectionData": connection_data},
+        Request(
+            "csms",
+            "ocpp2.0.1",
+            "SetNetworkProfile",
+            {"configurationSlot": 2, "connectionData": connection_data},
+        )
     )
     assert isinstance(result, CallError)
     assert result.code == code
@@ -570,7 +574,9 @@ def test_b09_property_random_connection_data(
     # Through the dispatcher (the station is at security profile 0).
     before = station.network_profiles.get(slot), stored_profiles(station).get(slot)
     request = {"configurationSlot": slot, "connectionData": data}
-    result = asyncio.run(station.dispatcher.call("ocpp2.0.1", "SetNetworkProfile", request))
+    result = asyncio.run(
+        station.dispatcher.call(Request("csms", "ocpp2.0.1", "SetNetworkProfile", request))
+    )
     assert isinstance(result, CallResult), result
     expected = check_connection_data(data, 0)
     event("Accepted" if expected is None else f"Rejected {expected.reason}")

@@ -14,17 +14,17 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosedOK
 from websockets.frames import Close
 
-from bridge.rpc import CallError, CallResult
+from bridge.backoff import delay as backoff_delay
+from bridge.rpc import CallError, CallResult, NoAnswer
 from bridge.rpc.ocppj import (
     Answer,
     Call,
-    ConnectionLost,
     FrameError,
     HandleCall,
     RpcConnection,
     parse,
 )
-from bridge.transport.csms import backoff_delay
+from bridge.rpc.request import Request
 
 
 def test_parse_the_three_message_types() -> None:
@@ -198,11 +198,11 @@ class FakeWebSocket:
 
 @asynccontextmanager
 async def serving(
-    handle: HandleCall | None = None, message_timeout: float = 5
+    handle: HandleCall | None = None, message_timeout: float = 5, answered: Any = None
 ) -> AsyncIterator[tuple[FakeWebSocket, RpcConnection]]:
     """An RpcConnection reading from a FakeWebSocket; closed (and its reader done) at the end."""
     ws = FakeWebSocket()
-    connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout=message_timeout)  # type: ignore[arg-type]
+    connection = RpcConnection(ws, "ocpp2.0.1", handle, message_timeout, answered)  # type: ignore[arg-type]
     reader = asyncio.create_task(connection.serve())
     try:
         yield ws, connection
@@ -212,18 +212,18 @@ async def serving(
 
 
 async def test_one_outgoing_call_at_a_time_and_answers_correlate() -> None:
-    async def handle(action: str, payload: Any, size: int) -> CallResult | CallError:
+    async def handle(request: Request) -> CallResult | CallError:
         return CallResult({})
 
     async with serving(handle) as (ws, connection):
-        first = asyncio.create_task(connection.call("Heartbeat", {}))
-        second = asyncio.create_task(connection.call("Heartbeat", {}))
+        first = asyncio.create_task(connection.call("id-1", "Heartbeat", {}))
+        second = asyncio.create_task(connection.call("id-2", "Heartbeat", {}))
         frame = await ws.next_sent()
         await asyncio.sleep(0.05)
         assert ws.sent == []  # the second CALL waits for the first answer
         await ws.inbox.put(json.dumps([3, frame[1], {"currentTime": "2026-11-22T10:00:00Z"}]))
         frame2 = await ws.next_sent()
-        assert frame2[1] != frame[1]  # a new id for each CALL
+        assert (frame[1], frame2[1]) == ("id-1", "id-2")  # the caller's message ids
         await ws.inbox.put(json.dumps([3, frame2[1], {"currentTime": "2026-11-22T10:00:01Z"}]))
         assert isinstance(await first, CallResult)
         assert isinstance(await second, CallResult)
@@ -231,7 +231,7 @@ async def test_one_outgoing_call_at_a_time_and_answers_correlate() -> None:
 
 async def test_an_invalid_answer_becomes_a_call_error() -> None:
     async with serving() as (ws, connection):
-        call = asyncio.create_task(connection.call("Heartbeat", {}))
+        call = asyncio.create_task(connection.call("id-1", "Heartbeat", {}))
         frame = await ws.next_sent()
         await ws.inbox.put(json.dumps([3, frame[1], {"currentTime": 5}]))
         result = await call
@@ -239,37 +239,52 @@ async def test_an_invalid_answer_becomes_a_call_error() -> None:
         assert result.code == "TypeConstraintViolation"
 
 
-async def test_a_call_times_out_and_a_lost_connection_fails_waiting_calls() -> None:
+async def test_a_call_times_out_and_a_lost_connection_ends_waiting_calls() -> None:
     async with serving(message_timeout=0.1) as (ws, connection):
-        with pytest.raises(TimeoutError):
-            await connection.call("Heartbeat", {})
-        waiting = asyncio.create_task(connection.call("Heartbeat", {}, timeout=5))
+        assert await connection.call("id-1", "Heartbeat", {}) == NoAnswer(
+            "timeout", "no answer to Heartbeat within MessageTimeout"
+        )
+        waiting = asyncio.create_task(connection.call("id-2", "Heartbeat", {}, timeout=5))
         await ws.next_sent()
         await ws.next_sent()
         await ws.close()
-        with pytest.raises(ConnectionLost):
-            await waiting
+        outcome = await waiting
+        assert isinstance(outcome, NoAnswer)
+        assert outcome.reason == "offline"
+        # A CALL on the closed connection: offline at once, nothing sent.
+        assert (await connection.call("id-3", "Heartbeat", {})).reason == "offline"  # type: ignore[union-attr]
+        assert ws.sent == []
 
 
-async def test_incoming_calls_do_not_block_the_reader_and_follow_ups_run_after_the_answer() -> None:
+async def test_a_format_error_in_an_answer_is_tolerated() -> None:
+    """A CSMS that sends currentTime without a UTC offset still gets its answer taken."""
+    async with serving() as (ws, connection):
+        call = asyncio.create_task(connection.call("id-1", "Heartbeat", {}))
+        frame = await ws.next_sent()
+        await ws.inbox.put(json.dumps([3, frame[1], {"currentTime": "2026-11-22T10:00:00"}]))
+        assert await call == CallResult({"currentTime": "2026-11-22T10:00:00"})
+
+
+async def test_incoming_calls_do_not_block_the_reader_and_effects_run_after_the_answer() -> None:
     release = asyncio.Event()
     order: list[str] = []
 
-    async def follow_up() -> None:
-        order.append("follow-up")
-
-    async def handle(action: str, payload: Any, size: int) -> CallResult | CallError:
-        if action == "Slow":
+    async def handle(request: Request) -> CallResult | CallError:
+        if request.action == "Slow":
             await release.wait()
-        order.append(f"handled {action}")
-        return CallResult({}, follow_up if action == "Fast" else None)
+        order.append(f"handled {request.action}")
+        return CallResult({}, ("effect",) if request.action == "Fast" else ())
 
-    async with serving(handle) as (ws, _):
+    def answered(result: CallResult | CallError) -> None:
+        if isinstance(result, CallResult) and result.effects:
+            order.append(f"answered, then {result.effects[0]}")
+
+    async with serving(handle, answered=answered) as (ws, _):
         await ws.inbox.put('[2,"1","Slow",{}]')
         await ws.inbox.put('[2,"2","Fast",{}]')
         assert (await ws.next_sent())[1] == "2"  # answered while "Slow" still waits
         await asyncio.sleep(0.01)
-        assert order == ["handled Fast", "follow-up"]
+        assert order == ["handled Fast", "answered, then effect"]
         release.set()
         assert (await ws.next_sent())[1] == "1"
         # A second CALL with an id being handled is refused.
@@ -283,7 +298,7 @@ async def test_incoming_calls_do_not_block_the_reader_and_follow_ups_run_after_t
 
 
 async def test_malformed_frames_are_answered_and_the_connection_goes_on() -> None:
-    async def handle(action: str, payload: Any, size: int) -> CallResult | CallError:
+    async def handle(request: Request) -> CallResult | CallError:
         return CallResult({"status": "Accepted"})
 
     async with serving(handle) as (ws, _):

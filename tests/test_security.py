@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from bridge.rpc import CallError, CallResult
+from bridge.rpc.request import Request
 from bridge.station import Station
 from tests.conftest import make_station, write_config
 
@@ -246,7 +247,7 @@ def station(tmp_path: Path) -> Station:
 
 
 async def call(station: Station, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-    result = await station.dispatcher.call("ocpp2.0.1", action, payload)
+    result = await station.dispatcher.call(Request("csms", "ocpp2.0.1", action, payload))
     assert isinstance(result, CallResult), result
     return result.payload
 
@@ -712,7 +713,9 @@ async def test_m05_pem_with_crlf_line_ends_is_accepted(station: Station) -> None
 async def test_m05_payload_outside_the_schema_is_a_call_error(
     station: Station, payload: dict[str, Any], code: str
 ) -> None:
-    result = await station.dispatcher.call("ocpp2.0.1", "InstallCertificate", payload)
+    result = await station.dispatcher.call(
+        Request("csms", "ocpp2.0.1", "InstallCertificate", payload)
+    )
     assert isinstance(result, CallError)
     assert result.code == code
     assert stored(station) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -58,6 +59,11 @@ def encode(body: dict[str, Any]) -> bytes:
 
 def response(message_id: str, name: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"id": message_id, "name": name, "type": "response", "data": data}
+
+
+def update(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An update, with a fresh id."""
+    return {"id": str(uuid.uuid4()), "name": name, "type": "update", "data": data}
 
 
 def ocpp_data(result: CallResult | CallError, ocpp_version: str) -> dict[str, Any]:

@@ -1,12 +1,12 @@
-"""OCPP-J RPC framework results: a CallResult payload or a CallError (OCPP 2.0.1 part 4, 4.3)."""
+"""OCPP-J RPC framework results (OCPP 2.0.1 part 4, 4.3): a CallResult payload or a CallError, and
+the outcome of a CALL of ours that got no answer."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-# The RPC Framework error codes of OCPP-J (1.6 spells FormationViolation; we speak 2.0.1's names).
+# The RPC Framework error codes, as OCPP 2.0.1 spells them (bridge.versions maps 1.6's spellings).
 ERROR_CODES: Final = (
     "FormatViolation",
     "GenericError",
@@ -28,10 +28,10 @@ DESCRIPTION_MAX: Final = 255
 @dataclass(frozen=True, slots=True)
 class CallResult:
     payload: dict[str, Any]
-    # Work to start once the response is on its way (e.g. the message a TriggerMessage asked for:
-    # F06.FR.04 wants the response first). Both doors run it after sending the response.
-    # A handler returns a CallResult (instead of the bare payload) when it has such work.
-    follow_up: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
+    # What the station does once the response is on its way (bridge.station.effects), e.g. the
+    # message a TriggerMessage asked for: F06.FR.04 wants the response first. Both doors carry
+    # them out after sending the response.
+    effects: tuple[Any, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,19 @@ class CallError:
             raise ValueError(f"not an OCPP-J error code: {self.code}")
         if len(self.description) > DESCRIPTION_MAX:
             object.__setattr__(self, "description", self.description[: DESCRIPTION_MAX - 1] + "…")
+
+
+@dataclass(frozen=True, slots=True)
+class NoAnswer:
+    """A CALL of ours that got no answer: `offline` (no connection, or it closed before the
+    answer came) or `timeout` (no answer within MessageTimeout)."""
+
+    reason: Literal["offline", "timeout"]
+    description: str = ""
+
+
+# What becomes of a CALL the station sends.
+Outcome = CallResult | CallError | NoAnswer
 
 
 class OcppError(Exception):

@@ -6,7 +6,10 @@ knows all RPC error codes (shared/LIBRARY_NOTES.md).
 
 - The reader never awaits a handler: each incoming CALL runs in its own task (at most
   `MAX_INCOMING` at once, which throttles the reader).
-- At most one outgoing CALL is outstanding (4.1.1); each gets a new UUID (4.1.4).
+- At most one outgoing CALL is outstanding (4.1.1). Its messageId is the caller's: the outbound
+  queue keeps a message's id across retries.
+- A CALL of ours ends in a CallResult, a CallError or a NoAnswer (offline / timeout), never an
+  exception.
 - A frame whose message id cannot be read is answered with id "-1" (4.2.3); answers are never
   answered; unknown message types are ignored.
 """
@@ -15,26 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from websockets.exceptions import ConnectionClosed
 
 from bridge import jsontext, schemas
-from bridge.rpc import ERROR_CODES, CallError, CallResult
+from bridge.rpc import ERROR_CODES, CallError, CallResult, NoAnswer, Outcome
+from bridge.rpc.correlator import Correlator
+from bridge.rpc.request import Request
+from bridge.versions import ERROR_CODE_ALIASES
 
 log = logging.getLogger(__name__)
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 MESSAGE_ID_MAX: Final = 36
 MAX_INCOMING: Final = 8
-# Spellings of OCPP-J 1.6 and of older 2.0.1 texts that some peers still send.
-_ALIASES: Final = {
-    "FormationViolation": "FormatViolation",
-    "OccurenceConstraintViolation": "OccurrenceConstraintViolation",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,6 @@ class Call:
     id: str
     action: str
     payload: Any
-    size: int = field(default=0, compare=False)  # bytes of the frame (BytesPerMessage limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ def parse(frame: str | bytes) -> Call | Answer | None:
             raise FrameError(
                 "action is not a string", _rpc_error(readable_id, "Action must be a string")
             )
-        return Call(readable_id, message[2], message[3], len(frame))
+        return Call(readable_id, message[2], message[3])
     if kind == CALLRESULT and not isinstance(kind, bool):
         if readable_id is None or len(message) != 3:
             raise FrameError("malformed CALLRESULT", None)
@@ -113,7 +112,7 @@ def parse(frame: str | bytes) -> Call | Answer | None:
         if readable_id is None or len(message) != 5:
             raise FrameError("malformed CALLERROR", None)
         code = message[2] if isinstance(message[2], str) else jsontext.dumps(message[2])
-        code = _ALIASES.get(code, code)
+        code = ERROR_CODE_ALIASES.get(code, code)
         details = message[4] if isinstance(message[4], dict) else {}
         if code not in ERROR_CODES:
             details = {**details, "receivedCode": str(code)[:50]}
@@ -138,26 +137,33 @@ class WebSocket(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
-HandleCall = Callable[[str, Any, int], Awaitable[CallResult | CallError]]
-
-
-class ConnectionLost(Exception):
-    """The WebSocket closed while a CALL waited for its answer."""
+HandleCall = Callable[[Request], Awaitable[CallResult | CallError]]
+Answered = Callable[[CallResult | CallError], None]
 
 
 class RpcConnection:
-    """OCPP-J over one open WebSocket; `serve()` reads until the socket closes."""
+    """OCPP-J over one open WebSocket; `serve()` reads until the socket closes.
+
+    `handle_call` executes each CALL from the CSMS; `answered` gets each result once its
+    response is sent (to carry out the effects the handler asked for).
+    """
 
     def __init__(
-        self, websocket: WebSocket, version: str, handle_call: HandleCall, message_timeout: float
+        self,
+        websocket: WebSocket,
+        version: str,
+        handle_call: HandleCall,
+        message_timeout: float,
+        answered: Answered | None = None,
     ) -> None:
         self.websocket = websocket
         self.version = version
         self.handle_call = handle_call
+        self.answered = answered
         self.message_timeout = message_timeout
         self.closed = asyncio.Event()
         self._call_lock = asyncio.Lock()
-        self._pending: dict[str, tuple[str, asyncio.Future[CallResult | CallError]]] = {}
+        self._pending: Correlator[Outcome] = Correlator()
         self._slots = asyncio.Semaphore(MAX_INCOMING)
         self._incoming: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -170,7 +176,7 @@ class RpcConnection:
         async def run() -> None:
             try:
                 await coroutine
-            except (ConnectionLost, asyncio.CancelledError):
+            except (ConnectionClosed, asyncio.CancelledError):
                 pass
             except Exception:
                 log.exception("a task of the CSMS connection failed")
@@ -207,19 +213,18 @@ class RpcConnection:
             pass
         finally:
             self.closed.set()
-            for _, future in self._pending.values():
-                if not future.done():
-                    future.set_exception(ConnectionLost())
+            self._pending.close(NoAnswer("offline", "the CSMS connection closed"))
             for task in list(self._tasks):
                 task.cancel()
 
     async def _answer(self, call: Call) -> None:
         try:
-            result = await self.handle_call(call.action, call.payload, call.size)
+            request = Request("csms", self.version, call.action, call.payload, call.id)
+            result = await self.handle_call(request)
             log.debug("CSMS %s %s → %s", call.action, call.id, type(result).__name__)
             await self.websocket.send(encode_answer(call.id, result))
-            if isinstance(result, CallResult) and result.follow_up is not None:
-                self.spawn(result.follow_up())
+            if self.answered is not None:
+                self.answered(result)
         finally:
             self._incoming.discard(call.id)
             self._slots.release()
@@ -227,41 +232,42 @@ class RpcConnection:
                 self._idle.set()
 
     def _resolve(self, answer: Answer) -> None:
-        entry = self._pending.pop(answer.id, None)
-        if entry is None:
+        action = self._pending.context(answer.id)
+        if action is None:
             log.warning("CSMS answered an unknown messageId %s", answer.id[:36])
             return
-        action, future = entry
         result = answer.result
         if isinstance(result, CallResult):
             errors = schemas.ocpp_validator(self.version, action, response=True)(result.payload)
+            # Tolerant where OCPP allows: a malformed string (e.g. a currentTime without a UTC
+            # offset) does not void the answer; whoever uses that field checks it.
+            malformed = [e for e in errors if e.keyword == "format"]
+            errors = [e for e in errors if e.keyword != "format"]
             if errors:
                 first = schemas.primary(errors)
                 log.warning("CSMS %s response is invalid: %s", action, first.sentence())
                 result = CallError(first.code, f"{action} response: {first.sentence()}")
-        if not future.done():
-            future.set_result(result)
+            elif malformed:
+                log.warning("CSMS %s response: %s (accepted)", action, malformed[0].sentence())
+        self._pending.resolve(answer.id, result)
 
     async def call(
-        self, action: str, payload: dict[str, Any], timeout: float | None = None
-    ) -> CallResult | CallError:
-        """Send a CALL and wait for its answer; TimeoutError after MessageTimeout."""
+        self, message_id: str, action: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> Outcome:
+        """Send a CALL and wait for its answer (at most MessageTimeout). Never raises."""
         async with self._call_lock:
             if self.closed.is_set():
-                raise ConnectionLost()
-            message_id = str(uuid.uuid4())
-            future: asyncio.Future[CallResult | CallError] = (
-                asyncio.get_running_loop().create_future()
-            )
-            self._pending[message_id] = (action, future)
+                return NoAnswer("offline", "the CSMS connection is closed")
+            self._pending.open(message_id, action)
             try:
                 await self.websocket.send(encode_call(message_id, action, payload))
-                async with asyncio.timeout(timeout or self.message_timeout):
-                    return await future
             except ConnectionClosed:
-                raise ConnectionLost() from None
-            finally:
-                self._pending.pop(message_id, None)
+                self._pending.forget(message_id)
+                return NoAnswer("offline", "the CSMS connection closed")
+            answer = await self._pending.wait(message_id, timeout or self.message_timeout)
+            if answer is None:
+                return NoAnswer("timeout", f"no answer to {action} within MessageTimeout")
+            return answer
 
     async def close_when_idle(self, code: int = 1000, reason: str = "") -> None:
         """Close once every CALL received so far is answered and our own CALL has its answer."""

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any, Final
 
 from bridge.rpc import OcppError
+from bridge.rpc.request import Request
 from bridge.station.device_model import DeviceModel, Rejection
 from bridge.store import Store, StoredCertificate
 
@@ -162,18 +163,19 @@ class Security:
     def __init__(self, certificates: CertificateStore) -> None:
         self.certificates = certificates
 
-    def install_certificate(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def install_certificate(self, request: Request) -> dict[str, Any]:
+        payload = request.payload
         status, why = self.certificates.install(payload["certificateType"], payload["certificate"])
         return {"status": status} if why is None else why.answer(status)
 
-    def get_installed_certificate_ids(self, payload: dict[str, Any]) -> dict[str, Any]:
-        chains = self.certificates.hash_data_chains(payload.get("certificateType"))
+    def get_installed_certificate_ids(self, request: Request) -> dict[str, Any]:
+        chains = self.certificates.hash_data_chains(request.payload.get("certificateType"))
         if not chains:
             return {"status": "NotFound"}
         return {"status": "Accepted", "certificateHashDataChain": chains}
 
-    def delete_certificate(self, payload: dict[str, Any]) -> dict[str, Any]:
-        wanted = payload["certificateHashData"]
+    def delete_certificate(self, request: Request) -> dict[str, Any]:
+        wanted = request.payload["certificateHashData"]
         if wanted["hashAlgorithm"] not in HASH_ALGORITHMS:  # pragma: no cover - schema enum
             raise OcppError("PropertyConstraintViolation", "unknown hashAlgorithm")
         return {"status": self.certificates.delete(wanted)}

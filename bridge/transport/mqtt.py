@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import ssl
 from collections import deque
@@ -19,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import aiomqtt
 import paho.mqtt.client as mqtt
 
+from bridge.backoff import Backoff, Parameters
 from bridge.config import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ MAX_IN_FLIGHT = 64  # messages being handled at once; beyond that the broker's q
 MAX_UNACKNOWLEDGED = 1000  # answers waiting for their PUBACK; beyond that handling waits
 MAX_QUEUED = 1000  # messages waiting to be handled; beyond that each gets a "busy" answer
 MAX_BUSY = 5000  # "busy" answers not yet published; beyond that messages are dropped (logged)
-BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+# Reconnection waits: 0.5 s doubled up to 32 s, plus up to 0.5 s of jitter.
+BACKOFF = Parameters(minimum=0.5, random_range=0.5, repeat_times=6)
 
 
 def _inbox(overflow: Callable[[aiomqtt.Message], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
@@ -56,11 +57,24 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
 
 
 class MqttTransport:
-    def __init__(self, settings: MqttSettings, client_id: str, handle: Handle, busy: Busy) -> None:
+    """`will`: published by the broker (retained) if the bridge vanishes without a clean
+    disconnect; `on_connected` runs after every (re)connection and subscription."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        handle: Handle,
+        busy: Busy,
+        will: bytes | None = None,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.client_id = client_id
         self.handle = handle
         self.busy = busy
+        self.will = will
+        self.on_connected = on_connected
         self._client_now: aiomqtt.Client | None = None
         self._busy: deque[mqtt.MQTTMessageInfo] = deque()
         self.connected = False
@@ -82,6 +96,11 @@ class MqttTransport:
             keepalive=30,
             tls_context=tls_context(s),
             max_queued_incoming_messages=MAX_QUEUED,
+            will=(
+                aiomqtt.Will(s.response_topic, self.will, qos=1, retain=True)
+                if self.will is not None
+                else None
+            ),
             queue_type=_inbox(self._overflow),
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
@@ -89,7 +108,7 @@ class MqttTransport:
     async def run(self) -> None:
         """Hold the broker connection until cancelled."""
         client = self._client()
-        delay = BACKOFF_MIN
+        backoff = Backoff(lambda: BACKOFF)
         while True:
             try:
                 async with client:
@@ -97,13 +116,15 @@ class MqttTransport:
                     await client.subscribe(self.settings.request_topic, qos=1)
                     self.connected = True
                     self.last_error = ""
-                    delay = BACKOFF_MIN
+                    backoff.reset()
                     log.info(
                         "MQTT connected to %s:%d, listening on %s",
                         self.settings.host,
                         self.settings.port,
                         self.settings.request_topic,
                     )
+                    if self.on_connected is not None:
+                        self.on_connected()
                     async for message in client.messages:
                         payload = message.payload
                         if not isinstance(payload, bytes | bytearray):
@@ -130,8 +151,7 @@ class MqttTransport:
             finally:
                 self.connected = False
                 self._client_now = None
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
-            delay = min(delay * 2, BACKOFF_MAX)
+            await asyncio.sleep(backoff.next())
 
     async def _process(self, client: aiomqtt.Client, payload: bytes) -> None:
         try:
@@ -160,13 +180,40 @@ class MqttTransport:
         if answer is not None:
             self._busy.append(self._publish(client, answer))
 
-    def _publish(self, client: aiomqtt.Client, answer: bytes) -> mqtt.MQTTMessageInfo:
+    def publish(self, payload: bytes, retain: bool = False) -> None:
+        """Publish on the response topic at QoS 1 without waiting (paho keeps the message until
+        the broker acknowledges it); dropped while the broker is not connected."""
+        client = self._client_now
+        if client is None or not self.connected:
+            # paho would queue it, but its write callback then meets a closed socket; what the
+            # OEM must see after a reconnection (service_status) is published again then.
+            log.debug("MQTT disconnected: a message to the OEM was not sent")
+            return
+        _forget_acknowledged(self._answers)
+        self._answers.append(self._publish(client, payload, retain))
+
+    async def publish_and_wait(self, payload: bytes, retain: bool, timeout: float) -> bool:
+        """Publish and wait for the broker's acknowledgement (e.g. the last status before a
+        clean exit); False when it did not come within `timeout` seconds."""
+        client = self._client_now
+        if client is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await client.publish(self.settings.response_topic, payload, qos=1, retain=retain)
+        except (TimeoutError, aiomqtt.MqttError):
+            return False
+        return True
+
+    def _publish(
+        self, client: aiomqtt.Client, answer: bytes, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
         """Publish an answer at QoS 1 without waiting for its PUBACK.
 
         Straight through paho, which keeps the message until the broker acknowledges it and sends
         it again after a reconnect (a persistent session). aiomqtt's own publish() would await
         each PUBACK in a future: ~15 % of the pipelined throughput (measured, bench/)."""
-        info = client._client.publish(self.settings.response_topic, answer, qos=1)
+        info = client._client.publish(self.settings.response_topic, answer, qos=1, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.warning("could not publish an answer: %s", mqtt.error_string(info.rc))
         return info

@@ -15,8 +15,8 @@ a failure shows the message's first bytes):
   keys, other encodings, the 256 KiB limit.
 
 `classify` is the oracle of SPEC §4.1: a message that is not JSON (RFC 8259: `NaN` and
-`Infinity` are not JSON), not an object, larger than 256 KiB, without a UUID `id`, or a
-`response`, is dropped; every other gets exactly one answer. A number beyond a double (`1e309`)
+`Infinity` are not JSON), not an object, larger than 256 KiB, without a UUID `id`, a `response`
+or an `update`, is dropped; every other gets exactly one answer. A number beyond a double (`1e309`)
 is JSON whose range RFC 8259 leaves to the implementation: such a message may be answered or
 dropped, but never answered twice.
 
@@ -102,7 +102,7 @@ def classify(raw: bytes) -> tuple[str, dict[str, Any], bool] | None:
     message_id = body.get("id")
     if not isinstance(message_id, str) or UUID.fullmatch(message_id) is None:
         return None
-    if body.get("type") == "response":
+    if body.get("type") in ("response", "update"):  # answers and news: never answered
         return None
     return message_id, body, must
 

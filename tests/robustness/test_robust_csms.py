@@ -20,9 +20,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from bridge.app import Bridge
+from bridge.csms_link import LinkState
 from bridge.rpc import ERROR_CODES
 from bridge.timeutil import ocpp_timestamp
-from bridge.transport.csms import MAX_FRAME, LinkState
+from bridge.transport.csms import MAX_FRAME
 from tests.conftest import Broker, running_bridge, write_config
 from tests.robustness.robust_support import (
     Liveness,

@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge import jsontext
-from bridge.rpc import CallError, CallResult, OcppError
+from bridge.rpc import CallError, CallResult, NoAnswer, OcppError, Outcome
+from bridge.rpc.request import Request
 from bridge.station.components import CONNECTOR, EVSE, Mutability
 from bridge.station.device_model import ComponentRef, DeviceModel, Rejection, Variable
-from bridge.station.dispatcher import message_size
-from bridge.station.outbox import NotConnected, Outbox
+from bridge.station.effects import Send
+from bridge.station.message_queue import MessageQueue, Outgoing
 from bridge.timeutil import Clock
 
 log = logging.getLogger(__name__)
@@ -93,16 +94,17 @@ def matches(variable: Variable, wanted: dict[str, Any]) -> bool:
 
 
 class Reports:
-    def __init__(self, device_model: DeviceModel, outbox: Outbox, clock: Clock) -> None:
+    def __init__(self, device_model: DeviceModel, queue: MessageQueue, clock: Clock) -> None:
         self.device_model = device_model
-        self.outbox = outbox
+        self.queue = queue
         self.clock = clock
 
     # B07: GetBaseReport
 
-    def get_base_report(self, payload: dict[str, Any]) -> dict[str, Any] | CallResult:
+    def get_base_report(self, request: Request) -> dict[str, Any] | CallResult:
+        payload = request.payload
         base = payload["reportBase"]
-        if not self.outbox.connected:  # B07.FR.13: temporarily unable
+        if not self.queue.connected:  # B07.FR.13: temporarily unable
             return _NO_CONNECTION.answer("Rejected")
         variables = list(self.device_model)
         if base == "ConfigurationInventory":  # B07.FR.07: what the operator can set
@@ -113,7 +115,8 @@ class Reports:
 
     # B08: GetReport
 
-    def get_report(self, payload: dict[str, Any]) -> dict[str, Any] | CallResult:
+    def get_report(self, request: Request) -> dict[str, Any] | CallResult:
+        payload = request.payload
         dm = self.device_model
         wanted = payload.get("componentVariable") or []
         items_limit = dm.int_value("DeviceDataCtrlr.ItemsPerMessage[GetReport]")
@@ -124,9 +127,9 @@ class Reports:
                 f"ItemsPerMessage[GetReport] is {items_limit}",
             )
         bytes_limit = dm.int_value("DeviceDataCtrlr.BytesPerMessage[GetReport]")
-        if bytes_limit and message_size(payload) > bytes_limit:
+        if bytes_limit and request.size > bytes_limit:
             raise OcppError("FormatViolation", "GetReport exceeds BytesPerMessage[GetReport]")
-        if not self.outbox.connected:  # B08.FR.16
+        if not self.queue.connected:  # B08.FR.16
             return _NO_CONNECTION.answer("Rejected")
         variables = list(dm)
         if wanted:  # B08.FR.05/11
@@ -157,28 +160,35 @@ class Reports:
                     break
 
     def _accepted(self, request_id: int, variables: list[Variable]) -> CallResult:
+        """Accepted; the NotifyReport parts follow the response (B07.FR.03, B08.FR.14)."""
         parts = self._split(variables)
+        generated_at = self.clock.timestamp()
+        sends = []
+        for seq_no, part in enumerate(parts):
+            message: dict[str, Any] = {
+                "requestId": request_id,
+                "generatedAt": generated_at,
+                "seqNo": seq_no,
+                "reportData": part,
+            }
+            if seq_no < len(parts) - 1:
+                message["tbc"] = True
+            sends.append(Send("NotifyReport", message, "report"))
+        return CallResult({"status": "Accepted"}, tuple(sends))
 
-        async def send() -> None:
-            generated_at = self.clock.timestamp()
-            for seq_no, part in enumerate(parts):
-                message: dict[str, Any] = {
-                    "requestId": request_id,
-                    "generatedAt": generated_at,
-                    "seqNo": seq_no,
-                    "reportData": part,
-                }
-                if seq_no < len(parts) - 1:
-                    message["tbc"] = True
-                try:
-                    result = await self.outbox.call("NotifyReport", message)
-                except (NotConnected, TimeoutError):
-                    log.warning("report %d stopped at part %d: connection lost", request_id, seq_no)
-                    return
-                if isinstance(result, CallError):
-                    log.warning("NotifyReport %d/%d answered %s", request_id, seq_no, result.code)
-
-        return CallResult({"status": "Accepted"}, send)
+    def answered(self, message: Outgoing, outcome: Outcome) -> None:
+        payload = message.payload
+        if isinstance(outcome, CallError):
+            log.warning(
+                "NotifyReport %d/%d answered %s",
+                payload["requestId"],
+                payload["seqNo"],
+                outcome.code,
+            )
+        elif isinstance(outcome, NoAnswer):
+            log.warning(
+                "NotifyReport %d/%d: %s", payload["requestId"], payload["seqNo"], outcome.reason
+            )
 
     def _split(self, variables: list[Variable]) -> list[list[dict[str, Any]]]:
         dm = self.device_model

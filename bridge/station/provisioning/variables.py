@@ -6,16 +6,16 @@ import logging
 from typing import Any
 
 from bridge.rpc import OcppError
+from bridge.rpc.request import Request
 from bridge.station.components import Mutability
 from bridge.station.device_model import DeviceModel, Rejection, Variable
-from bridge.station.dispatcher import message_size
 from bridge.station.provisioning.network_profiles import NetworkProfiles
 
 log = logging.getLogger(__name__)
 
 
 def _check_message_limits(
-    device_model: DeviceModel, kind: str, items: list[Any], payload: Any
+    device_model: DeviceModel, kind: str, items: list[Any], request: Request
 ) -> None:
     """B05.FR.xx / B06.FR.xx: refuse a request over ItemsPerMessage or BytesPerMessage."""
     items_limit = device_model.int_value(f"DeviceDataCtrlr.ItemsPerMessage[{kind}]")
@@ -27,7 +27,7 @@ def _check_message_limits(
         )
     bytes_limit = device_model.int_value(f"DeviceDataCtrlr.BytesPerMessage[{kind}]")
     if bytes_limit:
-        size = message_size(payload)
+        size = request.size
         if size > bytes_limit:
             raise OcppError(
                 "FormatViolation",
@@ -55,9 +55,9 @@ class Provisioning:
 
     # B06: GetVariables
 
-    def get_variables(self, payload: dict[str, Any]) -> dict[str, Any]:
-        items = payload["getVariableData"]
-        _check_message_limits(self.device_model, "GetVariables", items, payload)
+    def get_variables(self, request: Request) -> dict[str, Any]:
+        items = request.payload["getVariableData"]
+        _check_message_limits(self.device_model, "GetVariables", items, request)
         reporting_size = self.device_model.int_value("DeviceDataCtrlr.ReportingValueSize")
         return {"getVariableResult": [self._get(item, reporting_size) for item in items]}
 
@@ -81,9 +81,9 @@ class Provisioning:
 
     # B05: SetVariables
 
-    def set_variables(self, payload: dict[str, Any]) -> dict[str, Any]:
-        items = payload["setVariableData"]
-        _check_message_limits(self.device_model, "SetVariables", items, payload)
+    def set_variables(self, request: Request) -> dict[str, Any]:
+        items = request.payload["setVariableData"]
+        _check_message_limits(self.device_model, "SetVariables", items, request)
         results: list[dict[str, Any]] = []
         changes: list[tuple[Variable, str, str]] = []
         for item in items:
@@ -131,8 +131,8 @@ class Provisioning:
 
     # B09: SetNetworkProfile
 
-    def set_network_profile(self, payload: dict[str, Any]) -> dict[str, Any]:
-        slot, data = payload["configurationSlot"], payload["connectionData"]
+    def set_network_profile(self, request: Request) -> dict[str, Any]:
+        slot, data = request.payload["configurationSlot"], request.payload["connectionData"]
         why = self.network_profiles.check(slot, data)
         if why is not None:
             return why.answer("Rejected")  # B09.FR.02/04/05
