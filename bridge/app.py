@@ -49,7 +49,7 @@ class Bridge:
         self.mqtt = MqttTransport(
             settings.mqtt,
             f"ocpp-bridge-{settings.station.id}",
-            self.mqtt_api.handle,
+            self._handle,
             self.mqtt_api.busy,
             will=self._service_status("error"),
             on_connected=self._mqtt_connected,
@@ -178,6 +178,12 @@ class Bridge:
         task.add_done_callback(self._helpers.discard)
 
     # --- MQTT
+
+    async def _handle(self, raw: bytes) -> bytes | None:
+        """One OEM message through the MQTT API, then the effects it caused."""
+        answer = await self.mqtt_api.handle(raw)
+        self.execute(self.station.take_effects())
+        return answer
 
     def _publish(self, payload: bytes, retain: bool) -> None:
         self.mqtt.publish(payload, retain)

@@ -56,6 +56,7 @@ class MqttApi:
         self.after: Callable[[CallResult], None] = lambda result: None
         self.on_request("websocket_status", lambda data: station.websocket_status())
         self.on_request("service_status", lambda data: self.service_status_data())
+        self.on_request("set_ocpp_network_connection", station.set_network_connection)
 
     def on_request(self, name: str, handler: RequestHandler) -> None:
         """Answer `name` requests with `handler(data)` (the response's data)."""
@@ -210,11 +211,16 @@ class MqttApi:
 
     async def _forwarded(self, key: str, message: Outgoing) -> CallResult | CallError:
         """Wait for the CSMS's answer to a message the OEM sent it through the station."""
-        timeout = float(
-            self.station.device_model.int_value("OCPPCommCtrlr.MessageTimeout[Default]")
-        )
-        self._forwards.open(key)
-        outcome = await self._forwards.wait(key, timeout * 2 + 5)
+        dm, queue = self.station.device_model, self.station.queue
+        timeout = float(dm.int_value("OCPPCommCtrlr.MessageTimeout[Default]"))
+        outcome: Outcome | None = None
+        if not message.durable or (queue.connected and queue.accepted and queue.backlog == 1):
+            # Offline or behind others, a durable message goes when it can: say so at once.
+            # In memory it always ends (answer, timeout, closed connection) within one
+            # MessageTimeout; a durable one may wait for retries: "queued" after that.
+            self._forwards.open(key)
+            wait = timeout + 5 if message.durable else timeout * 2 + 5
+            outcome = await self._forwards.wait(key, wait)
         if isinstance(outcome, CallResult | CallError):
             return outcome
         if outcome is None and message.durable:

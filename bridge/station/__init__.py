@@ -92,9 +92,17 @@ class Station:
         self.reports = Reports(dm, self.queue, self.clock)
         self.remote_control = RemoteControl(self.registration, self.availability, self.queue)
         self.connectivity = Connectivity(
-            csms, lambda: self.identity, dm, self.network_profiles, self.certificates, self.effects
+            csms,
+            lambda: self.identity,
+            dm,
+            self.network_profiles,
+            self.certificates,
+            self.effects,
+            store,
         )
         self.registration.on_accepted.append(self.connectivity.confirm)
+        self.registration.on_accepted.append(self._remember_csms)
+        self._accepted_by: str | None = None  # the URL of the CSMS that accepted the boot
         for action, handler in (
             ("GetVariables", self.provisioning.get_variables),
             ("SetVariables", self.provisioning.set_variables),
@@ -116,9 +124,16 @@ class Station:
     # --- events from the CSMS link
 
     def csms_connected(self, target: Target) -> None:
+        if self.registration.accepted and target.url != self._accepted_by:
+            # Another CSMS (a new network profile, identity): it has not accepted us yet.
+            self.registration.status = None
         self.connectivity.connected(target)
         self.registration.connected()
         self.effects.add(Publish("websocket_status", self.websocket_status()))
+
+    def _remember_csms(self) -> None:
+        active = self.connectivity.active
+        self._accepted_by = active.url if active is not None else None
 
     def csms_disconnected(self) -> float:
         """The connection closed; the seconds to wait before connecting again."""
@@ -236,6 +251,19 @@ class Station:
     def status_and_limits(self, data: dict[str, Any]) -> None:
         """The OEM's cs_status_and_limits (answer or update)."""
         log.info("cs_status_and_limits from the OEM: %d EVSEs", len(data.get("evses", [])))
+
+    # --- the OEM's session requests
+
+    def set_network_connection(self, data: dict[str, Any]) -> dict[str, Any]:
+        """set_ocpp_network_connection: {status: accepted|rejected, reason?}."""
+        why = self.connectivity.set_network_connection(data)
+        if why is not None:
+            log.info("set_ocpp_network_connection rejected: %s", why.info)
+            return {"status": "rejected", "reason": f"{why.reason}: {why.info}"}
+        identity = data.get("identity")
+        if identity:
+            self.identity = identity
+        return {"status": "accepted"}
 
     # --- the state the OEM can ask for
 

@@ -19,17 +19,24 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from bridge.backoff import Backoff, Parameters
-from bridge.config import CsmsSettings
-from bridge.station.device_model import DeviceModel, Variable
+from bridge.config import IDENTITY_PATTERN, CsmsSettings
+from bridge.station.device_model import DeviceModel, Rejection, Variable
 from bridge.station.effects import Effects, Reconnect
-from bridge.station.provisioning.network_profiles import NetworkProfiles
-from bridge.station.security import CertificateStore
+from bridge.station.provisioning.network_profiles import (
+    PRIORITY,
+    NetworkProfiles,
+    check_connection_data,
+)
+from bridge.station.security import CertificateStore, check_password
+from bridge.store import Store
+from bridge.versions import OCPP201, PROFILE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +87,10 @@ class Connectivity:
         network_profiles: NetworkProfiles,
         certificates: CertificateStore,
         effects: Effects,
+        store: Store,
     ) -> None:
         self.settings = settings
+        self.store = store
         self.identity = identity
         self.device_model = device_model
         self.network_profiles = network_profiles
@@ -185,6 +194,70 @@ class Connectivity:
         """A05.FR.06: after an accepted boot on a higher security profile, that is the new floor."""
         if self.active is not None:
             self.network_profiles.confirm(self.active.slot)
+
+    def restart(self) -> None:
+        """Start over with the first slot of the priority list (a new highest-priority profile)."""
+        self._slot_index = self._failures_on_slot = 0
+        self.backoff.reset()
+
+    # --- set_ocpp_network_connection (SESSION_API.md): the OEM's own CSMS connection
+
+    def set_network_connection(self, data: dict[str, Any]) -> Rejection | None:
+        """Check the connection as SetNetworkProfile would, store it as the highest-priority
+        profile and switch to it at once; the Rejection says why not (nothing is stored then)."""
+        url: str = data["csms_url"]
+        profile: int = data["security_profile"]
+        identity = data.get("identity") or self.identity()
+        if not re.fullmatch(IDENTITY_PATTERN, identity):
+            return Rejection(
+                "InvalidValue", "identity must be 1 to 48 characters of A-Z a-z 0-9 *-_=+|@."
+            )
+        dm = self.device_model
+        if url.rstrip("/").rsplit("/", 1)[-1] == identity:
+            return Rejection("InvalidURL", "csms_url must not end with the identity")
+        connection = {
+            "ocppCsmsUrl": url.rstrip("/"),
+            "securityProfile": profile,
+            "ocppVersion": PROFILE_VERSION[OCPP201],
+            "ocppTransport": "JSON",
+            "ocppInterface": "Wired0",
+            "messageTimeout": dm.int_value("OCPPCommCtrlr.MessageTimeout[Default]") or 30,
+        }
+        why = check_connection_data(connection, self.network_profiles.current_security_profile())
+        if why is not None:
+            return why
+        password = data.get("basic_auth_password")
+        if password is not None and (why := check_password(password)) is not None:
+            return Rejection(why.reason, f"basic_auth_password {why.info}")
+        if profile in (1, 2) and not (password or dm.value(PASSWORD)):
+            return Rejection("MissingParam", f"security profile {profile} needs a password")
+        if profile >= 2 and not (self.settings.ca_file or self.certificates.trust_anchors()):
+            return Rejection("NoCert", "no CSMS root certificate for a TLS connection")
+        if profile == 3 and not (self.settings.client_cert and self.settings.client_key):
+            return Rejection("NoCert", "security profile 3 needs a client certificate")
+        slot = self._oem_slot()
+        order = [slot, *(s for s in self.network_profiles.priority() if s != slot)]
+        with self.store.transaction():  # one atomic change
+            self.network_profiles.save(slot, connection)
+            changes = [(dm[PRIORITY], "Actual", ",".join(str(s) for s in order))]
+            if password is not None:
+                changes.append((dm[PASSWORD], "Actual", password))
+            dm.write(changes)
+        log.info("set_ocpp_network_connection: slot %d first; switching to it", slot)
+        self.restart()
+        self.effects.add(Reconnect(0.0, "new network connection from the OEM"))
+        return None
+
+    def _oem_slot(self) -> int:
+        """A free slot; else the lowest-priority one that is not in use."""
+        profiles = self.network_profiles
+        free = [s for s in profiles.slots if profiles.get(s) is None]
+        if free:
+            return free[0]
+        active = self.active.slot if self.active is not None else None
+        ranked = profiles.priority()
+        candidates = [s for s in reversed(ranked) if s != active] or ranked
+        return candidates[0]
 
     # --- changes that need a new connection
 
