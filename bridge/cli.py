@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
 
     health = commands.add_parser("health", help="exit 0 when the running service is up")
     health.add_argument("--config", required=True, metavar="FILE.toml")
+
+    check = commands.add_parser(
+        "check-config",
+        help="check the configuration as run would, without starting or writing anything",
+    )
+    check.add_argument("--config", required=True, metavar="FILE.toml")
     return parser
 
 
@@ -51,14 +57,22 @@ def setup_logging(level: str) -> None:
 
 def _run(config: str) -> int:
     from bridge.app import serve
-    from bridge.config import ConfigError, load_settings
+    from bridge.config import ConfigError, load_configuration
+    from bridge.instance import InstanceError, claim
     from bridge.store import StoreError
 
     try:
-        settings = load_settings(config)
+        configuration = load_configuration(config)
+        settings = configuration.settings
         setup_logging(settings.logging.level)
-        asyncio.run(serve(settings))
-    except (ConfigError, StoreError) as e:
+        for warning in configuration.warnings:
+            logging.getLogger("bridge.config").warning("%s", warning)
+        instance = claim(settings)  # one bridge per store and per station
+        try:
+            asyncio.run(serve(settings))
+        finally:
+            instance.release()
+    except (ConfigError, StoreError, InstanceError) as e:
         print(f"ocpp-bridge: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -66,6 +80,35 @@ def _run(config: str) -> int:
     except Exception:
         logging.getLogger("bridge").exception("ocpp-bridge stopped on an unexpected error")
         return EXIT_INVALID  # non-zero: systemd and Docker restart it
+    return EXIT_OK
+
+
+def _check_config(config: str) -> int:
+    """Like `nginx -t`: every effective value with its source, then `configuration ok` (exit 0),
+    or the sentence `run` would stop with (exit 2). Nothing is started or written."""
+    from bridge.config import ConfigError, load_configuration
+    from bridge.station.configuration import dry_run
+    from bridge.store import StoreError
+
+    try:
+        configuration = load_configuration(config)
+    except ConfigError as e:
+        print(f"ocpp-bridge check-config: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    rows = configuration.effective_values()
+    width = min(56, max(len(f"{name} = {value}") for name, value, _ in rows))
+    for name, value, source in rows:
+        print(f"{f'{name} = {value}':<{width}}  # {source}")
+    for warning in configuration.warnings:
+        print(f"warning: {warning}")
+    try:
+        changes = dry_run(configuration.settings)
+    except (ConfigError, StoreError) as e:
+        print(f"ocpp-bridge check-config: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in changes:
+        print(f"store: {line}")
+    print("configuration ok")
     return EXIT_OK
 
 
@@ -85,4 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.health import main as health_main
 
         return health_main(args.config)
+    if args.command == "check-config":
+        return _check_config(args.config)
     return EXIT_USAGE  # pragma: no cover - argparse requires a command

@@ -8,14 +8,17 @@ so after a crash every value is either the old or the new one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import stat
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 
 from bridge.timeutil import ocpp_timestamp
 
@@ -65,6 +68,74 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message names storage.path."""
 
 
+MEMORY: Final = ":memory:"
+
+
+class StoreLock:
+    """An exclusive `flock` on `<store>.lock` (which holds the holder's pid), so that two
+    ocpp-bridge processes never share one store. The kernel releases it when the process dies,
+    also on kill -9. Within one process, locks of one file are shared (counted): tests and tools
+    open a store twice."""
+
+    _held: ClassVar[dict[tuple[int, int], StoreLock]] = {}
+    _guard: ClassVar = threading.Lock()
+
+    def __init__(self, fd: int, key: tuple[int, int]) -> None:
+        self._fd = fd
+        self._key = key
+        self._users = 1
+
+    @classmethod
+    def acquire(cls, store: Path) -> StoreLock:
+        """Lock the store file `store`, or raise StoreError naming the pid that holds it."""
+        path = store.with_name(store.name + ".lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise StoreError(f"storage.path: cannot open {path}: {e.strerror}") from None
+        info = os.fstat(fd)
+        key = (info.st_dev, info.st_ino)
+        with cls._guard:
+            held = cls._held.get(key)
+            if held is not None:  # this process has it already
+                os.close(fd)
+                held._users += 1
+                return held
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = _holder(fd)
+                os.close(fd)
+                raise StoreError(
+                    f"storage.path: another ocpp-bridge (pid {pid or 'unknown'}) uses this "
+                    f"store ({store})"
+                ) from None
+            except OSError as e:
+                os.close(fd)
+                raise StoreError(f"storage.path: cannot lock {path}: {e.strerror}") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            lock = cls._held[key] = cls(fd, key)
+            return lock
+
+    def release(self) -> None:
+        with self._guard:
+            self._users -= 1
+            if self._users == 0:
+                del self._held[self._key]
+                os.close(self._fd)  # closing the last descriptor releases the flock
+
+
+def _holder(fd: int) -> int | None:
+    """The pid the holder wrote into the lock file (it writes it right after locking)."""
+    for _ in range(50):
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.02)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class StoredCertificate:
     id: int
@@ -74,37 +145,83 @@ class StoredCertificate:
 
 
 class Store:
-    """A SQLite database file owned by this process."""
+    """A SQLite database file owned by this process, or `Store(":memory:")` (no file at all).
+
+    A file store is locked for its lifetime (`StoreLock`): a second ocpp-bridge on the same file
+    gets a StoreError naming the first one's pid.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.in_memory = os.fspath(path) == MEMORY
+        self._lock: StoreLock | None = None
+        if self.in_memory:  # no directory, no file mode, no lock: nothing on disk
+            self._db = sqlite3.connect(MEMORY, isolation_level=None, check_same_thread=False)
+        else:
+            self._open_file()
+        try:
+            self._configure()
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise StoreError(f"storage.path: {self.path} is not a usable database: {e}") from None
+
+    def _open_file(self) -> None:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"storage.path: cannot open {self.path}: {e}") from None
+        self._lock = StoreLock.acquire(self.path)
+        try:
             if not self.path.exists():
                 # The file holds the BasicAuthPassword: readable by this user only.
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as e:
+            self._lock.release()
             raise StoreError(f"storage.path: cannot open {self.path}: {e}") from None
+
+    @classmethod
+    def read_only_copy(cls, path: str | os.PathLike[str]) -> Store:
+        """An in-memory copy of the store file at `path`, migrated like a real start would.
+
+        The file is neither locked nor written (`ocpp-bridge check-config`, also while the service
+        runs). Its -wal and -shm files are used only when they exist: a reader of another user
+        (root) must not create them, or the service could no longer open its own store.
+        """
+        file = Path(path).resolve()
+        wal = file.with_name(file.name + "-shm").exists()
+        uri = f"{file.as_uri()}?{'mode=ro' if wal else 'immutable=1'}"
+        store = cls(MEMORY)
+        store.path = file
         try:
-            self._configure()
-            self._migrate()
-        except sqlite3.DatabaseError as e:
-            self._db.close()
-            raise StoreError(f"storage.path: {self.path} is not a usable database: {e}") from None
+            source = sqlite3.connect(uri, uri=True)
+            try:
+                source.execute("PRAGMA query_only=ON")
+                source.backup(store._db)
+            finally:
+                source.close()
+            store._configure()
+            store._migrate()
+        except sqlite3.Error as e:
+            store.close()
+            raise StoreError(f"storage.path: {file} is not a readable database: {e}") from None
+        return store
 
     def _configure(self) -> None:
         db = self._db
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        if not self.in_memory:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=5000")
         (check,) = db.execute("PRAGMA quick_check").fetchone()
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-        mode = stat.S_IMODE(self.path.stat().st_mode)
-        if mode & 0o077:
-            self.path.chmod(0o600)
+        if not self.in_memory:
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+            if mode & 0o077:
+                self.path.chmod(0o600)
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -150,9 +267,14 @@ class Store:
         return self._db.execute(sql, parameters)
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Close the database and release the lock (a second close does nothing)."""
+        if not self.in_memory:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # --- device model values
 

@@ -144,3 +144,53 @@ async def test_the_store_file_is_private(tmp_path: Path, broker: Broker) -> None
         assert await asyncio.to_thread(stop, process) == 0
     assert os.stat(tmp_path / "bridge.db").st_mode & 0o077 == 0
     assert "0123456789abcdefXYZ" not in (tmp_path / "bridge.log").read_text()
+
+
+def test_malformed_json_in_the_environment_is_one_sentence_and_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "bridge.toml", None)
+    out = subprocess.run(
+        [*BRIDGE, "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OCPP_BRIDGE_STATION__EVSES": "[1, 1"},
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "ocpp-bridge: environment OCPP_BRIDGE_STATION__EVSES: must be a JSON list, e.g. [1, 1]"
+    )
+
+
+def test_a_wrong_environment_value_names_the_variable(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "bridge.toml", None)
+    out = subprocess.run(
+        [*BRIDGE, "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OCPP_BRIDGE_MQTT__PORT": "0"},
+    )
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip() == "ocpp-bridge: environment OCPP_BRIDGE_MQTT__PORT: must be at least 1"
+    )
+
+
+async def test_unknown_environment_names_are_logged_at_start(
+    tmp_path: Path, broker: Broker
+) -> None:
+    config = write_config(tmp_path / "bridge.toml", broker)
+    process = subprocess.Popen(
+        [*BRIDGE, "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "bridge.log").open("wb"),
+        env={**os.environ, "OCPP_BRIDGE_MQT__PORT": "1884", "OCPP_BRIDGE_CSMS_URL": "ws://x/y"},
+    )
+    try:
+        async with oem_client(broker) as oem:
+            await wait_answer(oem)  # not fatal: it runs
+    finally:
+        assert await asyncio.to_thread(stop, process) == 0
+    log = (tmp_path / "bridge.log").read_text()
+    assert (
+        "WARNING bridge.config: environment OCPP_BRIDGE_CSMS_URL: ignored, not a configuration "
+        "variable (OCPP_BRIDGE_<SECTION>__<KEY>); did you mean OCPP_BRIDGE_CSMS__URL?"
+    ) in log

@@ -8,30 +8,26 @@ outcome of a message it sent, a timer, an OEM message — and carries out the ef
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge import schemas, versions
-from bridge.config import ConfigError, Settings, device_model_text
+from bridge.config import Settings
 from bridge.oem.link import OemAnswer, OemReply
 from bridge.rpc import ERROR_CODES, CallError, CallResult, NoAnswer, OcppError, Outcome
 from bridge.rpc.request import Request
 from bridge.station.actions import OWNED, forwarded
 from bridge.station.availability import Availability
+from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
-from bridge.station.device_model import DeviceModel, UnknownKey, Variable
+from bridge.station.device_model import DeviceModel
 from bridge.station.dispatcher import Dispatcher, schema_call_error
 from bridge.station.effects import Effect, Effects, Publish, Send
 from bridge.station.message_queue import MessageQueue, Outgoing
 from bridge.station.provisioning.boot import Registration
-from bridge.station.provisioning.network_profiles import (
-    CONFIG_SLOT,
-    NetworkProfiles,
-    check_connection_data,
-)
+from bridge.station.provisioning.network_profiles import NetworkProfiles
 from bridge.station.provisioning.reports import Reports
 from bridge.station.provisioning.variables import Provisioning
 from bridge.station.remote_control import RemoteControl
@@ -47,10 +43,6 @@ FORWARD = "oem:"  # origin prefix of messages the OEM sent through ocpp_message
 
 # Ask the OEM (name, data, timeout): the app's OEM link.
 AskOem = Callable[[str, dict[str, Any], float | None], Awaitable[OemReply]]
-
-
-def _digest(key: str, value: str) -> str:
-    return hashlib.sha256(f"{key}\0{value}".encode()).hexdigest()
 
 
 class Station:
@@ -81,7 +73,7 @@ class Station:
         )
         self.security = Security(self.certificates)
         self.provisioning = Provisioning(dm, self.network_profiles)
-        self._apply_configuration()
+        apply_configuration(settings, dm, self.network_profiles, store)  # ConfigError: unchanged
 
         self.queue = MessageQueue(store, dm, settings.storage.max_queued, monotonic)
         self.dispatcher = Dispatcher(self.effects)
@@ -277,74 +269,3 @@ class Station:
             data["csms_url"] = profile.get("ocppCsmsUrl", target.url)
             data["security_profile"] = target.security_profile
         return data
-
-    def _apply_configuration(self) -> None:
-        """Apply configuration values that changed since they were last applied.
-
-        A value from the file is written at first start and again whenever the file changes it;
-        in between, what the CSMS or the OEM set (SetVariables, SetNetworkProfile) stays.
-        """
-        settings, dm = self.settings, self.device_model
-        applied = self.store.applied_config()
-
-        def changed(key: str, value: str) -> str | None:
-            digest = _digest(key, value)
-            return digest if applied.get(key) != digest else None
-
-        csms = settings.csms
-        # (config key, variable, value): implicit ones first, so [device_model] can override them.
-        wanted: list[tuple[str, Variable, str]] = [
-            ("csms.security_profile", dm[SECURITY_PROFILE], str(csms.security_profile)),
-            ("station.vendor", dm["SecurityCtrlr.OrganizationName"], settings.station.vendor),
-        ]
-        password = csms.password.get_secret_value()
-        if password:
-            wanted.append(("csms.password", dm[PASSWORD], password))
-        for key, raw in settings.device_model.items():
-            name = f'device_model."{key}"'
-            try:
-                variable = dm.resolve(key)
-            except UnknownKey as e:
-                raise ConfigError(f"{name}: {e}") from None
-            if variable.definition.source != "stored":
-                raise ConfigError(f"{name}: the station keeps this value itself; it cannot be set")
-            wanted.append((name, variable, device_model_text(raw)))
-
-        if csms.url:  # slot 1: the installer's connection
-            data = {
-                "ocppCsmsUrl": csms.url,
-                "securityProfile": csms.security_profile,
-                "ocppVersion": "OCPP20",
-                "ocppTransport": "JSON",
-                "ocppInterface": "Wired0",
-                "messageTimeout": dm.int_value("OCPPCommCtrlr.MessageTimeout[Default]"),
-            }
-            digest = changed("csms.url", repr(sorted(data.items())))
-            if digest is not None:
-                # The installer's file may set any profile, including a lower one.
-                why = check_connection_data(data, 0)
-                if why is not None:  # pragma: no cover - the settings already checked the URL
-                    raise ConfigError(f"csms.url: {why.info}")
-                self.network_profiles.save(CONFIG_SLOT, data)
-                self.store.save_variable_values([], [("csms.url", digest)])
-
-        changes: list[tuple[Variable, str, str]] = []
-        digests: list[tuple[str, str]] = []
-        for key, variable, value in wanted:
-            digest = changed(key, value)
-            if digest is None:
-                continue
-            why = dm.check(variable, value)
-            if why is not None:
-                raise ConfigError(f"{key}: {why.info}")
-            changes.append((variable, "Actual", value))
-            digests.append((key, digest))
-        if changes:
-            dm.write(changes, digests)
-            for variable, _, _ in changes:
-                log.info("configuration applied to %s", variable.key)
-
-        if csms.security_profile in (1, 2) and dm[PASSWORD].read() is None:
-            raise ConfigError(
-                f"csms.password: required for security_profile {csms.security_profile}"
-            )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,6 +114,20 @@ class NetworkProfiles:
                 f"configurationSlot must be one of {','.join(str(s) for s in self.slots)}",
             )
         return check_connection_data(data, self.current_security_profile())
+
+    @contextmanager
+    def assuming(self, slot: int, data: dict[str, Any]) -> Iterator[None]:
+        """Checks inside the block see `data` in `slot`, as if it were saved (the configuration
+        checks its presets against the slot-1 profile it is about to write)."""
+        before = self._profiles.get(slot)
+        self._profiles[slot] = data
+        try:
+            yield
+        finally:
+            if before is None:
+                del self._profiles[slot]
+            else:
+                self._profiles[slot] = before
 
     def save(self, slot: int, data: dict[str, Any]) -> None:
         self._store.save_network_profile(slot, json.dumps(data, sort_keys=True))
