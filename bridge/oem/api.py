@@ -57,6 +57,7 @@ class MqttApi:
         self.on_request("websocket_status", lambda data: station.websocket_status())
         self.on_request("service_status", lambda data: self.service_status_data())
         self.on_request("set_ocpp_network_connection", station.set_network_connection)
+        self.on_update("cs_status_and_limits", station.status_and_limits)
 
     def on_request(self, name: str, handler: RequestHandler) -> None:
         """Answer `name` requests with `handler(data)` (the response's data)."""

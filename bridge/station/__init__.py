@@ -19,7 +19,7 @@ from bridge.oem.link import OemAnswer, OemReply
 from bridge.rpc import ERROR_CODES, CallError, CallResult, NoAnswer, OcppError, Outcome
 from bridge.rpc.request import Request
 from bridge.station.actions import OWNED, forwarded
-from bridge.station.availability import Availability
+from bridge.station.availability import Availability, evse_condition
 from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
 from bridge.station.device_model import DeviceModel
@@ -95,6 +95,8 @@ class Station:
         self.registration.on_accepted.append(self.connectivity.confirm)
         self.registration.on_accepted.append(self._remember_csms)
         self._accepted_by: str | None = None  # the URL of the CSMS that accepted the boot
+        # NotifyEvent eventIds: unique across restarts too (seconds since the epoch, then +1).
+        self._event_id = int(time.time()) & 0x3FFFFFFF
         for action, handler in (
             ("GetVariables", self.provisioning.get_variables),
             ("SetVariables", self.provisioning.set_variables),
@@ -241,8 +243,51 @@ class Station:
         log.info("device_model from the OEM: %d EVSEs", len(data.get("evses", [])))
 
     def status_and_limits(self, data: dict[str, Any]) -> None:
-        """The OEM's cs_status_and_limits (answer or update)."""
-        log.info("cs_status_and_limits from the OEM: %d EVSEs", len(data.get("evses", [])))
+        """The OEM's cs_status_and_limits (its answer at start, or an update): each EVSE's
+        condition; StatusNotification for every connector that changed (G01) and, for a
+        fault, NotifyEvent on the EVSE's Problem (SESSION_API.md)."""
+        for entry in data["evses"]:
+            evse = self.evse_number(entry["evse_id"])
+            if evse is None:
+                log.warning(
+                    "cs_status_and_limits names EVSE %r, which this station has not",
+                    str(entry["evse_id"])[:20],
+                )
+                continue
+            state = evse_condition(entry)
+            changed = self.availability.set_evse(evse, state)
+            if not changed:
+                continue
+            log.info("EVSE %d: %s (%s)", evse, state, entry.get("status_code"))
+            if self.registration.accepted and self.queue.connected:
+                for connector in changed:
+                    payload = self.availability.status_notification(connector)
+                    self.queue.put("StatusNotification", payload, "status")
+                if state == "Faulted":
+                    self.queue.put("NotifyEvent", self._problem_event(evse, entry), "event")
+
+    def _problem_event(self, evse: int, entry: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock.timestamp()
+        self._event_id += 1
+        event: dict[str, Any] = {
+            "eventId": self._event_id,
+            "timestamp": now,
+            "trigger": "Alerting",
+            "actualValue": "true",
+            "techCode": str(entry.get("status_code", "rcd_error"))[:50],
+            "eventNotificationType": "HardWiredNotification",
+            "component": {"name": "EVSE", "evse": {"id": evse}},
+            "variable": {"name": "Problem"},
+        }
+        return {"generatedAt": now, "seqNo": 0, "eventData": [event]}
+
+    def evse_number(self, evse_id: str) -> int | None:
+        """The OCPP EVSE id that a session message's `evse_id` names (SESSION_API.md): the
+        decimal OCPP id; None when the station has no such EVSE."""
+        if not (isinstance(evse_id, str) and evse_id.isascii() and evse_id.isdigit()):
+            return None
+        number = int(evse_id)
+        return number if 1 <= number <= len(self.settings.station.evses) else None
 
     # --- the OEM's session requests
 

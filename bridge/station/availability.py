@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from bridge.station.device_model import DeviceModel
 from bridge.timeutil import Clock
 
 ConnectorId = tuple[int, int]  # (evse id, connector id)
+
+# cs_status_and_limits `status_code` -> the EVSE's availability (SESSION_API.md).
+FAULTS: Final = frozenset(
+    {"evse_malfunction", "evse_emergency_shutdown", "evse_isolation_monitoring_active"}
+)
+UNAVAILABLE: Final = frozenset({"evse_not_ready", "evse_shutdown", "evse_utility_interrupt_event"})
+
+
+def evse_condition(entry: dict[str, Any]) -> str:
+    """Available, Unavailable or Faulted for one `evses` entry of cs_status_and_limits."""
+    code = entry.get("status_code")
+    rcd_error = any(
+        isinstance(entry.get(kind), dict) and entry[kind].get("rcd_error") is True
+        for kind in ("ac", "ac_bpt")
+    )
+    if code in FAULTS or rcd_error:
+        return "Faulted"
+    if code in UNAVAILABLE:
+        return "Unavailable"
+    return "Available"
 
 
 class Availability:
@@ -21,6 +41,25 @@ class Availability:
         ]
         # What the CSMS was last told, per connector (B04.FR.02: resend only what changed).
         self.reported: dict[ConnectorId, str] = {}
+
+    def set_evse(self, evse: int, state: str) -> list[ConnectorId]:
+        """The EVSE's condition from the OEM (G01): its connectors that changed status.
+
+        An Occupied or Reserved connector stays so when the EVSE becomes Available."""
+        dm = self.device_model
+        dm.set_runtime(f"EVSE[{evse}].AvailabilityState", state)
+        changed = []
+        for connector in self.connectors:
+            if connector[0] != evse:
+                continue
+            current = self.status(connector)
+            new = state
+            if state == "Available" and current in ("Occupied", "Reserved"):
+                new = current
+            if new != current:
+                dm.set_runtime(f"Connector[{evse},{connector[1]}].AvailabilityState", new)
+                changed.append(connector)
+        return changed
 
     def status(self, connector: ConnectorId) -> str:
         """ConnectorStatusEnumType of a connector, from its AvailabilityState."""
