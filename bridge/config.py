@@ -38,6 +38,8 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.versions import OCPP201, RunningVersion
+
 ENV_PREFIX: Final = "OCPP_BRIDGE_"
 MASK: Final = "********"  # every secret, whatever its length
 
@@ -82,7 +84,7 @@ class StationSettings(_Section):
 
 class CsmsSettings(_Section):
     url: str = ""  # empty: no CSMS configured yet (e.g. provisioning on the production line)
-    ocpp_versions: list[Literal["ocpp2.0.1"]] = Field(default=["ocpp2.0.1"], min_length=1)
+    ocpp_versions: list[RunningVersion] = Field(default=[OCPP201], min_length=1)
     security_profile: int = Field(default=0, ge=0, le=3)
     password: SecretStr = SecretStr("")
     ca_file: str = ""
@@ -161,7 +163,6 @@ class OemSettings(_Section):
             return value
         from bridge.schemas import ocpp_actions
         from bridge.station.actions import STATION_TO_CSMS
-        from bridge.versions import OCPP201
 
         actions = ocpp_actions(OCPP201)
         seen: set[str] = set()

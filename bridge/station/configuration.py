@@ -27,6 +27,7 @@ from bridge.station.provisioning.network_profiles import (
     check_connection_data,
 )
 from bridge.store import MEMORY, Store
+from bridge.versions import OCPP201, PROFILE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def plan(
         data: dict[str, Any] = {
             "ocppCsmsUrl": csms.url,
             "securityProfile": csms.security_profile,
-            "ocppVersion": "OCPP20",
+            "ocppVersion": PROFILE_VERSION[OCPP201],
             "ocppTransport": "JSON",
             "ocppInterface": "Wired0",
             "messageTimeout": dm.int_value(MESSAGE_TIMEOUT),

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from bridge.station.device_model import DeviceModel, Rejection
 from bridge.store import Store
+from bridge.versions import PROFILE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ def check_connection_data(data: dict[str, Any], current_profile: int) -> Rejecti
         return Rejection("InvalidValue", "messageTimeout must be at least 1 second")
     if data["ocppTransport"] != "JSON":
         return Rejection("UnsupportedParam", "only the JSON transport (OCPP-J) is supported")
-    if data["ocppVersion"] != "OCPP20":
-        return Rejection("UnsupportedParam", "this station speaks OCPP 2.0.1 (ocppVersion OCPP20)")
+    if data["ocppVersion"] not in PROFILE_VERSION.values():
+        versions = ", ".join(PROFILE_VERSION.values())
+        return Rejection("UnsupportedParam", f"this station runs ocppVersion {versions}")
     url = data["ocppCsmsUrl"]
     if not url.isprintable() or any(c.isspace() for c in url):
         # urlsplit() silently drops tabs and newlines and keeps spaces in the host; such a URL
