@@ -743,3 +743,32 @@ async def test_an_unexpected_error_costs_one_attempt_not_the_service(
         assert calls == 2
         assert "unexpected error while connecting to the CSMS" in caplog.text
         assert bridge.csms.state is LinkState.connected
+
+
+async def test_a_csms_that_closes_during_a_pending_boot_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ordinary close while BootNotification waits for its answer: the station boots again on
+    the next connection, and nothing is logged as an ERROR (it used to be ConnectionLost)."""
+    from tests.robustness.robust_support import RawCsms
+
+    def silent_first_boot(action: str, payload: Any, seen: int) -> Any:
+        if action == "BootNotification":
+            return (
+                None
+                if seen == 0
+                else {"currentTime": ocpp_timestamp(), "interval": 300, "status": "Accepted"}
+            )
+        return {}
+
+    csms = await RawCsms(silent_first_boot).start()
+    try:
+        with caplog.at_level(logging.INFO):
+            async with station(tmp_path, csms.url) as bridge:
+                await csms.wait_calls("BootNotification")
+                await csms.current.close(1000, "maintenance")
+                await csms.wait_calls("BootNotification", 2, timeout=15)
+                await registered(bridge, "Accepted")
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    finally:
+        await csms.stop()
