@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -404,8 +405,11 @@ async def test_tc_a_01_basic_auth_and_seed_000_scenario_1_http_401_backs_off(
             assert csms.attempts[-1].status == 101
 
 
-async def test_tc_a_09_password_change_reconnects_with_the_new_password(tmp_path: Path) -> None:
+async def test_tc_a_09_password_change_reconnects_with_the_new_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     new = "New-Password-0123456789"
+    caplog.set_level(logging.INFO)
     async with DemoCsms(password=PASSWORD) as csms:
         async with station(
             tmp_path, csms.url, csms=f'security_profile = 1\npassword = "{PASSWORD}"'
@@ -416,6 +420,7 @@ async def test_tc_a_09_password_change_reconnects_with_the_new_password(tmp_path
             result = await csms.call(
                 "CP001", "SetVariables", set_variable("SecurityCtrlr", "BasicAuthPassword", new)
             )
+            answered = time.monotonic()
             assert result["setVariableResult"][0]["attributeStatus"] == "Accepted"
             for _ in range(200):  # the old connection closes, a new one opens
                 if csms.connected.get("CP001") not in (None, old):
@@ -424,12 +429,29 @@ async def test_tc_a_09_password_change_reconnects_with_the_new_password(tmp_path
             accepted = [a for a in csms.attempts if a.status == 101]
             assert len(accepted) == 2
             assert accepted[1].authorization == "CP001"
+            # Not at once: a CSMS may still be cleaning up the old session (>= 1 s, jittered).
+            assert accepted[1].at - answered >= 1.0
+            closes = [r for r in caplog.records if "CSMS connection closed" in r.getMessage()]
+            assert [r.levelname for r in closes] == ["INFO"]  # our own close
             assert actions(csms).count("BootNotification") == 1  # a reconnect, not a reboot
             # TC_A_10: a short password is rejected and the old one stays
             result = await csms.call(
                 "CP001", "SetVariables", set_variable("SecurityCtrlr", "BasicAuthPassword", "short")
             )
             assert result["setVariableResult"][0]["attributeStatus"] == "Rejected"
+
+
+async def test_a01_a_password_change_on_profile_0_keeps_the_connection(tmp_path: Path) -> None:
+    async with DemoCsms() as csms, station(tmp_path, csms.url):
+        await csms.wait_for("StatusNotification", count=2)
+        result = await csms.call(
+            "CP001",
+            "SetVariables",
+            set_variable("SecurityCtrlr", "BasicAuthPassword", "New-Password-0123456789"),
+        )
+        assert result["setVariableResult"][0]["attributeStatus"] == "Accepted"
+        await asyncio.sleep(2.5)  # longer than the reconnect delay on profiles 1 and 2
+        assert len(csms.attempts) == 1
 
 
 @pytest.fixture

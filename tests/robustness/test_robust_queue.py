@@ -73,9 +73,7 @@ async def test_a_thousand_queued_messages_survive_two_kill_9_in_order(
         await csms.kill()
         await csms.start()
         bridge.start()
-        await csms.wait(
-            lambda: len({i for i, _ in delivered(csms)}) >= TOTAL, 120, "every message"
-        )
+        await csms.wait(lambda: len({i for i, _ in delivered(csms)}) >= TOTAL, 120, "every message")
         received = delivered(csms)
         ids: dict[str, int] = {}
         order: list[int] = []
