@@ -145,7 +145,7 @@ def start_mosquitto(processes: Processes, directory: Path, port: int) -> subproc
 
 def bridge_config(directory: Path, mqtt_port: int, csms_url: str | None = None) -> Path:
     """`directory`/bridge.toml: station STATION_ID, the broker on `mqtt_port`, the store in
-    `directory`; no [csms] section without `csms_url`."""
+    `directory`; no [csms] section without `csms_url`; no wait for an OEM at start."""
     directory.mkdir(parents=True, exist_ok=True)
     csms = f'[csms]\nurl = "{csms_url}"\n\n' if csms_url is not None else ""
     config = directory / "bridge.toml"
@@ -164,6 +164,9 @@ port = {mqtt_port}
 
 [storage]
 path = "{directory / "bridge.db"}"
+
+[oem]
+startup_timeout = 0  # no OEM firmware answers device_model here: boot from this file at once
 """
     )
     return config
