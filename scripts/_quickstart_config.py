@@ -12,7 +12,6 @@ environment variables, means `ocpp-bridge health --config TARGET` finds the serv
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tomllib
@@ -26,9 +25,31 @@ HEADER = (
 _SECTION = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
 
 
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
 def _toml_value(value: str | int) -> str:
-    # A JSON string is a valid TOML basic string (same escapes).
-    return str(value) if isinstance(value, int) else json.dumps(value)
+    """An integer, or a TOML basic string: quote, backslash and control characters escaped,
+    everything else (any other Unicode character) as it is."""
+    if isinstance(value, int):
+        return str(value)
+    out = []
+    for char in value:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
 
 
 def rewrite(text: str, settings: dict[tuple[str, str], str | int]) -> str:
