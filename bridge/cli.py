@@ -1,4 +1,4 @@
-"""The `ocpp-bridge` command line (SPEC §3)."""
+"""The `ocpp-bridge` command line: run, validate, health (README.md, "Command line")."""
 
 from __future__ import annotations
 

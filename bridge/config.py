@@ -1,4 +1,4 @@
-"""The configuration file (SPEC §3): TOML; every key is also settable as
+"""The configuration file (README.md, "Configuration"): TOML; every key is also settable as
 `OCPP_BRIDGE_<SECTION>__<KEY>`.
 
 A missing, unknown or wrong key stops start-up with one sentence that names it (`ConfigError`);

@@ -1,4 +1,4 @@
-"""`ocpp-bridge health`: is the running service up and connected to the broker? (SPEC §3)
+"""`ocpp-bridge health`: is the running service up and connected to the broker?
 
 The service keeps a small status file: rewritten (atomically) whenever its state changes and
 refreshed every `REFRESH` seconds. It lives in `$RUNTIME_DIRECTORY` when set (systemd's

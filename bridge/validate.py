@@ -1,7 +1,7 @@
-"""`ocpp-bridge validate [--action NAME] [--json] FILE...`: check MQTT message files (SPEC §3).
+"""`ocpp-bridge validate [--action NAME] [--json] FILE...`: check MQTT message files.
 
 Integrators run this before they ship, so "valid here" must mean "accepted by the service": every
-check reuses the service's compiled validators from `bridge.schemas` (SPEC §4.1 envelope, §4.2
+check reuses the service's compiled validators from `bridge.schemas` (the envelope, then
 `ocpp_message`), and the `message_name` enum is relaxed exactly as `bridge.oem.api` relaxes it
 (any action of the OCPP version passes; the dispatcher decides what it implements).
 
@@ -129,7 +129,8 @@ def _payload(
 
 
 def check(value: Any, action: str | None = None) -> tuple[list[Problem], list[str]]:
-    """Errors and notes of one message; the checks run in SPEC §3 order, up to the first failing."""
+    """Errors and notes of one message; the checks run in order (envelope, message, OCPP
+    payload) up to the first failing."""
     errors = _check(schemas.envelope_validator("envelope"), value)  # also: must be an object
     if errors:
         return errors, []

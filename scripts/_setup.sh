@@ -19,6 +19,10 @@ install_mosquitto() {
 }
 
 install_project() {
+  # Installs the project (editable) with its dependencies pinned by constraints.txt, unless the
+  # last install by this function is still good: same Python, same extras, pyproject.toml and
+  # constraints.txt unchanged since, and this checkout's version installed (editable) there. The
+  # stamp is .quickstart/install[-<extras>].stamp; delete it to force a reinstall.
   local extras=$1
   PY=python3
   if [ -z "${VIRTUAL_ENV:-}" ] && python3 - <<'PYEOF'
@@ -32,7 +36,16 @@ PYEOF
     fi
     PY=.venv/bin/python
   fi
-  "$PY" -m pip install -q --disable-pip-version-check -e ".${extras}"
+  local name=${extras//[^a-z0-9]/}
+  local stamp=".quickstart/install${name:+-$name}.stamp"
+  if "$PY" scripts/_install_stamp.py check "$stamp" "$extras"; then
+    echo "ocpp-bridge${extras} is installed and up to date for $PY (stamp: $stamp)" >&2
+    return 0
+  fi
+  echo "installing ocpp-bridge${extras} for $PY (pinned by constraints.txt)" >&2
+  "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".${extras}"
+  mkdir -p .quickstart
+  "$PY" scripts/_install_stamp.py write "$stamp" "$extras"
 }
 
 install_node_peer() {

@@ -1,11 +1,13 @@
-"""deploy/: the compose file, the systemd unit, the Dockerfile, Mosquitto's configuration, and the
-installed wheel running the way the container and the unit run it.
+"""deploy/: the compose file, the systemd unit, the Dockerfile and its entry point, Mosquitto's
+configuration, the pinned versions (constraints.txt), and the installed wheel running the way the
+container and the unit run it.
 
 There is no Docker engine here: the compose file is checked with a compose client's `config`
-(it parses and normalises the file without an engine), the Dockerfile by reading it. The slow
-test (`test_installed_wheel_runs_like_the_container`) builds the wheel, installs it with its
-runtime dependencies only into a fresh venv (from PyPI, through pip's cache) and runs the
-container's entry point and health check against Mosquitto and the demo CSMS.
+(it parses and normalises the file without an engine), the Dockerfile by reading it, the entry
+point script by running it with the bridge. The slow test
+(`test_installed_wheel_runs_like_the_container`) builds the wheel, installs it with its runtime
+dependencies only, at the versions of constraints.txt, into a fresh venv (from PyPI, through pip's
+cache) and runs the container's entry point and health check against Mosquitto and the demo CSMS.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from bridge.config import load_settings
 from tests.conftest import EXAMPLES, Broker, _wait_port, free_port
@@ -37,11 +43,16 @@ UNIT = DEPLOY / "ocpp-bridge.service"
 DOCKERFILE = DEPLOY / "Dockerfile"
 MOSQUITTO_CONF = DEPLOY / "mosquitto.conf"
 CONTAINER_TOML = DEPLOY / "container.toml"
+ENTRYPOINT_SH = DEPLOY / "entrypoint.sh"
+CONSTRAINTS = ROOT / "constraints.txt"
+PYPROJECT = ROOT / "pyproject.toml"
 
 CONFIG_IN_IMAGE = "/etc/ocpp-bridge/bridge.toml"
 STATE_DIR = "/var/lib/ocpp-bridge"
 RUN_DIR = "/run/ocpp-bridge"
 STOP_TIMEOUT = 30.0  # TimeoutStopSec= of the unit, stop_grace_period of compose.yaml
+ENTRYPOINT_IN_IMAGE = "ocpp-bridge-entrypoint"  # deploy/entrypoint.sh, on the image's PATH
+CONFIG_ERROR = 2  # `ocpp-bridge run`'s exit status for a configuration or store error
 
 
 def need(what: str) -> None:
@@ -140,7 +151,11 @@ def test_compose_bridge_service(compose: dict[str, Any]) -> None:
     assert Path(bridge["build"]["context"]) == ROOT
     assert bridge["image"].startswith("ocpp-bridge:")
     assert bridge["read_only"] is True
+    # unless-stopped (on-failure would not start it again after a clean reboot); the image's entry
+    # point, not overridden here, keeps a configuration error from looping.
     assert bridge["restart"] == "unless-stopped"
+    assert "entrypoint" not in bridge
+    assert "command" not in bridge
     assert bridge["user"].split(":")[0] not in ("", "0", "root")
     assert bridge["init"] is True
     assert bridge["cap_drop"] == ["ALL"]
@@ -169,10 +184,18 @@ def test_compose_mosquitto_service(compose: dict[str, Any]) -> None:
     volumes = _volumes(mosquitto)
     assert volumes["/mosquitto/config/mosquitto.conf"] == (str(MOSQUITTO_CONF), True)
     assert volumes["/mosquitto/data"] == ("mosquitto-data", False)
-    # Only ever published on the board's loopback.
-    for port in mosquitto.get("ports", []):
-        host_ip = port.split(":")[0] if isinstance(port, str) else port.get("host_ip")
+    # Only ever published on the board's loopback, and not on 1883, where a system Mosquitto on
+    # the board may listen already.
+    ports = mosquitto.get("ports", [])
+    assert ports
+    for port in ports:
+        if isinstance(port, str):  # docker-compose 1.29: "127.0.0.1:1884:1883/tcp"
+            host_ip, published, target = port.split("/")[0].split(":")
+        else:  # compose v2: the long syntax
+            host_ip, published, target = port.get("host_ip"), port["published"], port["target"]
         assert host_ip == "127.0.0.1", port
+        assert int(target) == 1883, port
+        assert int(published) != 1883, port
     assert any("$SYS" in part for part in mosquitto["healthcheck"]["test"])
 
 
@@ -457,14 +480,53 @@ def test_dockerfile_runtime_settings() -> None:
     command = json.loads(healthcheck.split(" CMD ", 1)[1])
     assert command == ["ocpp-bridge", "health", "--config", CONFIG_IN_IMAGE]
     assert json.loads(last("ENTRYPOINT")) + json.loads(last("CMD")) == [
-        "ocpp-bridge", "run", "--config", CONFIG_IN_IMAGE,
+        ENTRYPOINT_IN_IMAGE, "run", "--config", CONFIG_IN_IMAGE,
     ]  # fmt: skip
+    copies = [rest.split() for w, rest in final if w == "COPY"]
+    assert ["--chmod=0755", "deploy/entrypoint.sh", f"/usr/local/bin/{ENTRYPOINT_IN_IMAGE}"] in (
+        copies
+    )
     env = dict(
         pair.split("=", 1) for word, rest in final if word == "ENV" for pair in shlex.split(rest)
     )
     assert env["RUNTIME_DIRECTORY"] == RUN_DIR
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["PATH"].startswith("/opt/ocpp-bridge/bin:")
+
+
+def test_dockerfile_builder_installs_the_pinned_versions() -> None:
+    """Two builds a month apart install the same packages: every pip command of the builder stage
+    takes constraints.txt, and the project's wheel is built by the pinned setuptools (no isolated
+    build environment, which would fetch the newest)."""
+    (builder_from, builder), *_ = dockerfile_stages()
+    assert builder_from.endswith(" AS builder")
+    env = dict(
+        pair.split("=", 1) for word, rest in builder if word == "ENV" for pair in shlex.split(rest)
+    )
+    assert env["PIP_CONSTRAINT"] == "/src/constraints.txt"
+    workdir = next(rest for word, rest in builder if word == "WORKDIR")
+    first_pip = next(i for i, (word, rest) in enumerate(builder) if "pip" in rest)
+    copies = [rest for word, rest in builder[:first_pip] if word == "COPY"]
+    assert workdir == "/src"
+    assert "constraints.txt ./" in copies, "constraints.txt is copied before the first pip"
+    commands = [
+        command.strip()
+        for word, rest in builder
+        if word == "RUN"
+        for command in rest.split("&&")
+        if re.search(r"\bpip\b.*\b(install|wheel)\b", command)
+    ]
+    assert len(commands) >= 4, commands
+    for command in commands:
+        if "--no-index" in command:  # installs the wheels built above, nothing from an index
+            continue
+        if {"--no-deps", "--no-build-isolation"} <= set(command.split()):  # fetches nothing
+            continue
+        assert "-c constraints.txt" in command, command
+    (project,) = [c for c in commands if "/wheels/project" in c and "pip wheel" in c]
+    assert "--no-build-isolation" in project, project
+    (tools,) = [c for c in commands if "--upgrade pip" in c]
+    assert {"setuptools", "wheel", "packaging"} <= set(tools.split()), tools
 
 
 def _dockerignore_excludes(path: str, patterns: list[str]) -> bool:
@@ -491,8 +553,8 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
     for stage in dockerfile_stages():
         for word, rest in stage[1]:
             if word == "COPY" and not rest.startswith("--from"):
-                sources += rest.split()[:-1]
-    assert "deploy/container.toml" in sources
+                sources += [s for s in rest.split()[:-1] if not s.startswith("--")]
+    assert {"deploy/container.toml", "deploy/entrypoint.sh", "constraints.txt"} <= set(sources)
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not _dockerignore_excludes(source, patterns), f"{source} is ignored"
@@ -509,6 +571,214 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
                     ), f"{link.relative_to(ROOT)} -> {target}, which the build does not copy"
     for private in (".git", ".venv", "tests", ".quickstart", "bridge.db"):
         assert _dockerignore_excludes(private, patterns), f"{private} goes into the context"
+
+
+# --- constraints.txt ------------------------------------------------------------------------
+
+
+def constraint_pins() -> dict[str, Version]:
+    """constraints.txt as name → pinned version; every line an exact `==` pin."""
+    pins: dict[str, Version] = {}
+    for number, raw in enumerate(CONSTRAINTS.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement = Requirement(line)
+        (spec,) = requirement.specifier
+        assert spec.operator == "==", f"line {number}: {raw}"
+        assert not requirement.marker, f"line {number}: {raw}"
+        name = canonicalize_name(requirement.name)
+        assert name not in pins, f"line {number}: {name} pinned twice"
+        pins[name] = Version(spec.version)
+    return pins
+
+
+def pyproject_requirements() -> dict[str, list[Requirement]]:
+    project = tomllib.loads(PYPROJECT.read_text())
+    return {
+        "runtime": [Requirement(r) for r in project["project"]["dependencies"]],
+        "test": [Requirement(r) for r in project["project"]["optional-dependencies"]["test"]],
+        "build": [Requirement(r) for r in project["build-system"]["requires"]],
+    }
+
+
+def test_constraints_pin_every_dependency_within_pyproject_ranges() -> None:
+    pins = constraint_pins()
+    for group, requirements in pyproject_requirements().items():
+        for requirement in requirements:
+            name = canonicalize_name(requirement.name)
+            assert name in pins, f"{group} dependency {name} has no pin in constraints.txt"
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"constraints.txt pins {name}=={pins[name]}, outside pyproject's "
+                f"{requirement.specifier}"
+            )
+    assert "pip" in pins  # the Dockerfile's builder upgrades to it
+
+
+def test_constraints_cover_the_installed_dependency_tree() -> None:
+    """Every package that the runtime and test dependencies pull in here (transitively, markers
+    evaluated for this machine) is pinned: scripts/test installs with the constraints, so in CI
+    this is the pinned set itself."""
+    from importlib import metadata
+
+    pins = constraint_pins()
+    groups = pyproject_requirements()
+    todo = groups["runtime"] + groups["test"]
+    seen: set[str] = set()
+    while todo:
+        requirement = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        assert name in pins, f"{name} (needed by the dependencies) has no pin in constraints.txt"
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            pytest.fail(f"{name} is not installed here; scripts/test installs it")
+        todo += [Requirement(line) for line in dist.requires or []]
+    unused = set(pins) - seen - {"pip", "setuptools", "wheel"}
+    assert not unused, f"pins that no dependency needs: {sorted(unused)}"
+
+
+def test_dependencies_whose_internals_we_touch_have_upper_bounds() -> None:
+    """aiomqtt (its private `_client`, its queue's put_nowait), ocpp (its schema files' layout),
+    websockets (ping_interval on a live connection): a new release must be tested first."""
+    runtime = {canonicalize_name(r.name): r for r in pyproject_requirements()["runtime"]}
+    for name in ("aiomqtt", "ocpp", "websockets"):
+        upper = [s for s in runtime[name].specifier if s.operator in ("<", "<=")]
+        assert upper, f"{name} has no upper bound in pyproject.toml"
+
+
+def test_scripts_install_with_the_constraints() -> None:
+    """scripts/test (CI) and scripts/quickstart install through install_project, with -c."""
+    setup = (ROOT / "scripts" / "_setup.sh").read_text()
+    installs = [
+        line for line in setup.splitlines() if re.search(r"-m pip install\b", line) and "-e" in line
+    ]
+    assert installs
+    assert all("-c constraints.txt" in line for line in installs), installs
+    for script in ("test", "quickstart"):
+        assert "install_project" in (ROOT / "scripts" / script).read_text(), script
+    assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+# --- deploy/entrypoint.sh -------------------------------------------------------------------
+
+
+@pytest.fixture
+def bridge_on_path(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH has `ocpp-bridge` running this checkout's bridge, the way the
+    image's PATH has the venv's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "ocpp-bridge"
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m bridge "$@"\n')
+    shim.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCPP_BRIDGE_")}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=str(ROOT))
+    return env
+
+
+def _read_until(stream: Any, text: str, deadline: float) -> str:
+    """Lines from `stream` until one contains `text` (or the stream ends)."""
+    seen = ""
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen += line
+        if text in line:
+            break
+    return seen
+
+
+def test_entrypoint_runs_other_commands_as_they_are(bridge_on_path: dict[str, str]) -> None:
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT_SH), "--version"],
+        capture_output=True,
+        text=True,
+        env=bridge_on_path,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    from bridge import __version__
+
+    assert __version__ in result.stdout
+    checked = subprocess.run(
+        ["sh", str(ENTRYPOINT_SH), "validate", str(EXAMPLES / "request.GetVariables.json")],
+        capture_output=True,
+        text=True,
+        env=bridge_on_path,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_entrypoint_does_not_exit_into_a_restart_loop_on_a_configuration_error(
+    bridge_on_path: dict[str, str], tmp_path: Path
+) -> None:
+    """Exit status 2 (configuration error): the container stays up, unhealthy, the error in its
+    log, so `restart: unless-stopped` has nothing to restart; `docker stop` ends it with 2."""
+    import psutil
+
+    bad = tmp_path / "bridge.toml"
+    bad.write_text(CONTAINER_TOML.read_text().replace("port = 1883", 'port = "not a port"'))
+    process = subprocess.Popen(
+        ["sh", str(ENTRYPOINT_SH), "run", "--config", str(bad)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=bridge_on_path,
+    )
+    try:
+        log = _read_until(process.stderr, "not restarting", time.monotonic() + 60)
+        assert "not restarting" in log, log
+        assert "mqtt.port" in log, log  # the bridge's own sentence, naming the key
+        assert process.poll() is None, "the entry point exited: Docker would restart it"
+        children = psutil.Process(process.pid).children()
+        assert all("bridge" not in " ".join(c.cmdline()) for c in children), children
+        process.send_signal(signal.SIGTERM)  # docker stop
+        assert process.wait(STOP_TIMEOUT) == CONFIG_ERROR
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_entrypoint_passes_on_a_crash_so_docker_restarts_it(
+    bridge_on_path: dict[str, str], broker: Broker, tmp_path: Path
+) -> None:
+    """Any status but 2 is the container's own: a bridge killed (OOM, kill -9) ends the container
+    with 137, which `restart: unless-stopped` restarts."""
+    import psutil
+
+    env = {
+        **bridge_on_path,
+        "RUNTIME_DIRECTORY": str(tmp_path),
+        "OCPP_BRIDGE_MQTT__HOST": broker.host,
+        "OCPP_BRIDGE_MQTT__PORT": str(broker.port),
+        "OCPP_BRIDGE_STORAGE__PATH": str(tmp_path / "bridge.db"),
+    }
+    process = subprocess.Popen(
+        ["sh", str(ENTRYPOINT_SH), "run", "--config", str(CONTAINER_TOML)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        log = _read_until(process.stderr, "MQTT", time.monotonic() + 60)
+        (child,) = psutil.Process(process.pid).children()
+        assert "bridge" in " ".join(child.cmdline()), (child.cmdline(), log)
+        child.kill()
+        assert process.wait(STOP_TIMEOUT) == 128 + signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 # --- the wheel, installed and run as the container runs it ----------------------------------
@@ -535,7 +805,8 @@ def _deny_write_execute() -> None:  # pragma: no cover - runs in the child befor
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's wheel in a fresh venv with its runtime dependencies only."""
+    """The project's wheel in a fresh venv with its runtime dependencies only, at the versions
+    of constraints.txt (as the image's builder stage installs them)."""
     work = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
@@ -550,7 +821,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "-c",
+            str(CONSTRAINTS),
+            str(wheel),
+        ],
         check=True,
         env=env,
         cwd=work,
@@ -565,9 +845,9 @@ def test_installed_wheel_runs_like_the_container(
 ) -> None:
     """SLOW (wheel build, venv install from PyPI). The venv's `ocpp-bridge run` with
     deploy/container.toml and the compose environment (pointed at a local Mosquitto and the
-    demo CSMS), `ocpp-bridge health` as the HEALTHCHECK runs it, then SIGTERM as `docker stop`
-    and systemd send it. Under the kernel's memory-deny-write-execute when it has one (the
-    unit's MemoryDenyWriteExecute=yes)."""
+    demo CSMS) through the image's entry point (deploy/entrypoint.sh), `ocpp-bridge health` as
+    the HEALTHCHECK runs it, then SIGTERM as `docker stop` and systemd send it. Under the
+    kernel's memory-deny-write-execute when it has one (the unit's MemoryDenyWriteExecute=yes)."""
     venv_bin = installed / "bin"
     python, cli = str(venv_bin / "python"), str(venv_bin / "ocpp-bridge")
     env = {
@@ -576,6 +856,7 @@ def test_installed_wheel_runs_like_the_container(
         if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("OCPP_BRIDGE_")
     }
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PATH"] = f"{venv_bin}:{env['PATH']}"  # as the image's PATH, for the entry point
 
     def venv_run(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -584,9 +865,14 @@ def test_installed_wheel_runs_like_the_container(
 
     # Runtime dependencies only; the package is the installed one, schemas included.
     listed = venv_run(python, "-m", "pip", "list", "--format=json")
-    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    versions = {canonicalize_name(p["name"]): p["version"] for p in json.loads(listed.stdout)}
+    names = set(versions)
     assert {"ocpp-bridge", "ocpp", "websockets", "aiomqtt", "pydantic", "cryptography"} <= names
     assert not names & {"pytest", "hypothesis", "trustme", "ruff", "mypy"}, names
+    pins = constraint_pins()
+    for name, version in versions.items():  # the pinned versions, as in the image
+        if name not in ("ocpp-bridge", "pip", "setuptools", "wheel"):
+            assert Version(version) == pins[name], f"{name} {version}, pinned {pins[name]}"
     where = venv_run(
         python, "-c", "import bridge, pathlib; print(pathlib.Path(bridge.__file__).parent)"
     )
@@ -630,7 +916,7 @@ def test_installed_wheel_runs_like_the_container(
         bridge_log = tmp_path / "bridge.log"
         with bridge_log.open("w") as log:
             bridge = subprocess.Popen(
-                [cli, "run", "--config", str(config)],
+                ["sh", str(ENTRYPOINT_SH), "run", "--config", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

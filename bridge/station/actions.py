@@ -76,7 +76,8 @@ OWNED: Final[dict[str, frozenset[str]]] = {
     )
 }
 
-# Transaction-related messages (SPEC §5): written to the store and delivered after any outage.
+# Transaction-related messages (OCPP 2.0.1 part 2, E): written to the store and delivered after
+# any outage.
 # MeterValues joins them when OCPPCommCtrlr.QueueAllMessages is true.
 TRANSACTION_RELATED: Final = frozenset({"TransactionEvent", "SecurityEventNotification"})
 

@@ -1,8 +1,9 @@
 """The standardized OCPP 2.0.1 components and variables this station reports.
 
 Every variable the OCPP 2.0.1 appendix (and a certified station's configuration) requires for the
-controllers we ship is here, plus the optional ones the bridge uses. Defaults follow
-`shared/ocpp201-device-model.json`; where this file deviates it says why.
+controllers we ship is here, plus the optional ones the bridge uses. Defaults follow that
+station's device model (`tests/data/ocpp201-device-model.json`, which the tests compare against);
+where this file deviates it says why.
 
 `source`:
 - "stored": persisted in the store when set (SetVariables, or `[device_model]` in the config);
@@ -393,8 +394,9 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
     _var("TxCtrlr", "StopTxOnEVSideDisconnect", T.boolean, "true", mutability=RO),
     _var("TxCtrlr", "StopTxOnInvalidId", T.boolean, "true"),
     _var("TxCtrlr", "TxBeforeAcceptedEnabled", T.boolean, "false"),
-    # Default as in seed 004's GetVariables example (the reference's is PowerPathClosed): the
-    # transaction starts at whichever comes first, the EV plugged in or the driver authorized.
+    # Default as in the Josev MQTT API's ocpp_message example (the reference's is
+    # PowerPathClosed): the transaction starts at whichever comes first, the EV plugged in or the
+    # driver authorized.
     _var(
         "TxCtrlr",
         "TxStartPoint",
