@@ -100,7 +100,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mqtt-port", type=int)
     parser.add_argument("--csms-url")
     args = parser.parse_args(argv)
-    settings: dict[tuple[str, str], str | int] = {("storage", "path"): args.storage}
+    settings: dict[tuple[str, str], str | int] = {
+        ("storage", "path"): args.storage,
+        # The quick start runs no OEM firmware to answer device_model: boot from the file at once.
+        ("oem", "startup_timeout"): 0,
+    }
     if args.mqtt_port is not None:
         settings[("mqtt", "host")] = "127.0.0.1"
         settings[("mqtt", "port")] = args.mqtt_port

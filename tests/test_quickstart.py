@@ -86,7 +86,14 @@ def test_quickstart_config_sets_the_run_keys_and_keeps_the_rest(
     assert made.mqtt.host == "127.0.0.1"
     assert made.mqtt.port == 18830
     assert made.csms.url == "ws://127.0.0.1:9/x"
-    changed = {("storage", "path"), ("mqtt", "host"), ("mqtt", "port"), ("csms", "url")}
+    assert made.oem.startup_timeout == 0  # no OEM firmware in the quick start
+    changed = {
+        ("storage", "path"),
+        ("mqtt", "host"),
+        ("mqtt", "port"),
+        ("csms", "url"),
+        ("oem", "startup_timeout"),
+    }
     for section, values in original.model_dump().items():
         for key, value in values.items() if isinstance(values, dict) else [(None, values)]:
             if (section, key) not in changed:
