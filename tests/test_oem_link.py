@@ -320,6 +320,16 @@ async def test_a_delegated_call_the_oem_fails_to_answer_gets_a_generic_error(
         assert result["getVariableResult"][0]["attributeStatus"] == "Accepted"
 
 
+async def test_the_oem_cannot_send_itself_a_delegated_action(
+    tmp_path: Path, broker: Broker, oem: Oem
+) -> None:
+    async with bridge_with(tmp_path, broker, "ws://127.0.0.1:9/ocpp", DELEGATE):
+        data = await oem.ocpp("UpdateFirmware", UPDATE_FIRMWARE)
+        assert data["error_code"] == "NotSupported"
+        assert "[oem] delegate" in data["error_description"]
+        assert [r for r in oem.requests if r["name"] == "ocpp_message"] == []
+
+
 async def test_without_delegation_data_transfer_is_not_supported(
     tmp_path: Path, broker: Broker
 ) -> None:

@@ -176,6 +176,10 @@ class Station:
         queued for the CSMS (the Outgoing; its outcome reaches `forward_done`)."""
         if request.version in versions.RUNNING and request.action in forwarded(request.version):
             return self.forward(request)
+        if request.action in self.settings.oem.delegate:
+            return CallError(
+                "NotSupported", f"{request.action} is answered by the OEM itself ([oem] delegate)"
+            )
         if request.action in OWNED.get(request.version, ()):
             return CallError(
                 "NotSupported",
