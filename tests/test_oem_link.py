@@ -330,7 +330,7 @@ async def test_the_oem_cannot_send_itself_a_delegated_action(
         assert [r for r in oem.requests if r["name"] == "ocpp_message"] == []
 
 
-async def test_without_delegation_data_transfer_is_not_supported(
+async def test_without_delegation_update_firmware_is_not_supported(
     tmp_path: Path, broker: Broker
 ) -> None:
     async with DemoCsms() as csms, bridge_with(tmp_path, broker, csms.url) as bridge:
