@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--action", metavar="NAME", help="OCPP action of response messages")
     validate.add_argument("--json", action="store_true", help="one JSON result per message")
+    validate.add_argument(
+        "--strict", action="store_true", help="a message the service would refuse is invalid"
+    )
     validate.add_argument("files", nargs="+", metavar="FILE", help="'-' reads standard input")
 
     health = commands.add_parser("health", help="exit 0 when the running service is up")
@@ -120,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.validate import main as validate_main
 
         try:
-            return validate_main(args.files, action=args.action, as_json=args.json)
+            return validate_main(
+                args.files, action=args.action, as_json=args.json, strict=args.strict
+            )
         except BrokenPipeError:  # e.g. `ocpp-bridge validate ... | head`: the reader left
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_INVALID

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,32 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge import cli, validate
-from tests.conftest import EXAMPLES, example
+from bridge import cli, schemas, validate
+from bridge.oem import envelope
+from bridge.station import actions
+from bridge.station.dispatcher import Dispatcher
+from tests.conftest import EXAMPLES, example, ocpp_message
 
+# The charging-session messages of SESSION_API.md (SPEC §4.3), in its order.
+SESSION_MESSAGES = (
+    "device_model",
+    "cs_status_and_limits",
+    "cp_status",
+    "authorization",
+    "process_authorized_token",
+    "cs_contactor_status",
+    "transaction_status",
+    "meter_values",
+    "stop_charging",
+    "reset",
+    "change_availability",
+    "cs_connector",
+    "boot_status",
+    "websocket_status",
+    "service_status",
+    "notify_event",
+    "set_ocpp_network_connection",
+)
 REQUESTS = sorted(p.name for p in EXAMPLES.glob("request.*.json"))
 RESPONSES = {
     "response.GetVariables.json": "GetVariables",
@@ -160,15 +184,29 @@ def test_an_ocpp_action_the_request_schema_does_not_list_is_checked_like_the_ser
     assert run(capsys, bad)[1] == f"{bad}: $.data.payload.type: must be one of: Immediate, OnIdle\n"
 
 
-def test_a_message_name_without_schema_names_the_schemas_that_exist(
+def test_a_message_name_without_schema_names_the_messages_that_exist(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    path = write(tmp_path, _set(example("request.GetVariables"), "name", "authorization"))
+    path = write(tmp_path, _set(example("request.GetVariables"), "name", "frobnicate"))
+    status, out, _ = run(capsys, path)
+    assert status == 1
+    names = sorted([*SESSION_MESSAGES, "ocpp_message"])
+    assert out == (
+        f"{path}: $.name: there is no schema for 'frobnicate' messages"
+        f" (there are: {', '.join(names)})\n"
+    )
+
+
+def test_a_known_name_of_a_type_without_schema_names_its_types(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    message = {"id": str(uuid.uuid4()), "name": "cp_status", "type": "request", "data": {}}
+    path = write(tmp_path, message)
     status, out, _ = run(capsys, path)
     assert status == 1
     assert out == (
-        f"{path}: $.name: there is no schema for 'authorization' messages of type 'request'"
-        " (there are: error.response, ocpp_message.request, ocpp_message.response)\n"
+        f"{path}: $.name: there is no schema for 'cp_status' messages of type 'request'"
+        " (cp_status has: update)\n"
     )
 
 
@@ -289,6 +327,7 @@ def test_json_prints_one_object_per_message_and_nothing_else(
             "name": "ocpp_message",
             "type": "request",
             "valid": True,
+            "refused": False,
             "errors": [],
             "notes": [],
         },
@@ -299,6 +338,7 @@ def test_json_prints_one_object_per_message_and_nothing_else(
             "name": None,
             "type": None,
             "valid": False,
+            "refused": False,
             "errors": [
                 {
                     "path": "$",
@@ -316,6 +356,7 @@ def test_json_prints_one_object_per_message_and_nothing_else(
             "name": None,
             "type": None,
             "valid": False,
+            "refused": False,
             "errors": [
                 {
                     "path": "$",
@@ -333,6 +374,7 @@ def test_json_prints_one_object_per_message_and_nothing_else(
             "name": "ocpp_message",
             "type": "response",
             "valid": True,
+            "refused": False,
             "errors": [],
             "notes": ["the CallResult payload was not checked: name its action with --action"],
         },
@@ -508,3 +550,245 @@ def test_the_bridges_error_answers_to_unknown_names_are_valid(
     status, out, _ = run(capsys, str(path))
     assert status == 1
     assert "$.data.error_code" in out
+
+
+# --- every error of a message, each once
+
+
+def test_every_stage_reports_its_errors_and_a_missing_id_only_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """No id and an unknown OCPP version: both are named, the id once (envelope and schema)."""
+    message = _set(example("request.GetVariables"), "id", KeyError)
+    path = write(tmp_path, _set(message, "data.ocpp_version", "ocpp3.0"))
+    status, out, err = run(capsys, path)
+    assert status == 1
+    assert out.splitlines() == [
+        f"{path}: $: required property 'id' is missing",
+        f"{path}: $.data.ocpp_version: must be one of: ocpp1.6, ocpp2.0.1, ocpp2.1",
+    ]
+    assert err == "checked 1 message: 0 valid, 1 invalid\n"
+
+
+def test_envelope_schema_and_payload_errors_are_all_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    message = _set(example("request.GetVariables"), "id", "12345")
+    _set(message, "extra", True)
+    _set(message, "data.payload.getVariableData.0.component.name", "C" * 51)
+    path = write(tmp_path, message)
+    status, out, _ = run(capsys, "--json", path)
+    assert status == 1
+    (result,) = [json.loads(line) for line in out.splitlines()]
+    assert [(e["path"], e["keyword"]) for e in result["errors"]] == [
+        ("$.id", "format"),
+        ("$", "additionalProperties"),
+        ("$.data.payload.getVariableData[0].component.name", "maxLength"),
+    ]
+
+
+def test_a_payload_is_checked_even_when_the_envelope_is_wrong(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    message = _set(example("request.GetVariables"), "id", KeyError)
+    path = write(tmp_path, _set(message, "data.payload.getVariableData.0.variable", KeyError))
+    assert run(capsys, path)[1].splitlines() == [
+        f"{path}: $: required property 'id' is missing",
+        f"{path}: $.data.payload.getVariableData[0]: required property 'variable' is missing",
+    ]
+
+
+# --- session messages (SESSION_API.md)
+
+
+def test_session_messages_are_checked_against_their_own_schema(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    update = {
+        "id": str(uuid.uuid4()),
+        "name": "cp_status",
+        "type": "update",
+        "data": {"evse_id": "1", "connector_id": 1, "state": "B2"},
+    }
+    assert run(capsys, write(tmp_path, update))[:2] == (0, "")
+    bad = write(tmp_path, _set(update, "data.evse_id", 1), "bad.json")
+    assert run(capsys, bad)[:2] == (1, f"{bad}: $.data.evse_id: must be of type string\n")
+
+
+def test_the_bridges_error_answer_under_a_session_name_is_valid(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The bridge answers a request it cannot take under the request's name: that validates."""
+    answer = {
+        "id": str(uuid.uuid4()),
+        "name": "authorization",
+        "type": "response",
+        "data": {
+            "message_type": "CallError",
+            "ocpp_version": "ocpp2.0.1",
+            "error_code": "FormatViolation",
+            "error_description": "authorization: $.data: unexpected property 'pin'",
+            "error_details": {},
+        },
+    }
+    assert run(capsys, write(tmp_path, answer))[:2] == (0, "")
+    _set(answer, "data", {"status": "accepted"})
+    assert run(capsys, write(tmp_path, answer))[:2] == (0, "")
+
+
+# --- valid, but the service refuses it: notes, and --strict
+
+
+def _refused(
+    capsys: pytest.CaptureFixture[str], path: str, *options: str
+) -> tuple[int, str, dict[str, Any]]:
+    status, out, err = run(capsys, *options, path)
+    assert out == ""
+    (result,) = [json.loads(line) for line in run(capsys, "--json", *options, path)[1].splitlines()]
+    return status, err, result
+
+
+@pytest.mark.parametrize(
+    ("action", "payload", "version", "says"),
+    [
+        (
+            "BootNotification",
+            {"reason": "PowerUp", "chargingStation": {"model": "M1", "vendorName": "V"}},
+            "ocpp2.0.1",
+            "BootNotification is a message the station makes from its own state (the session"
+            " messages drive it): the bridge answers it NotSupported instead of sending it to the"
+            " CSMS",
+        ),
+        (
+            "Heartbeat",
+            {},
+            "ocpp2.0.1",
+            "Heartbeat is a message the station makes from its own state",
+        ),
+        (
+            "Reset",
+            {"type": "Immediate"},
+            "ocpp2.0.1",
+            "the station does not implement Reset: the bridge answers it NotSupported unless"
+            " [oem] delegate names it",
+        ),
+        (
+            "Heartbeat",
+            {},
+            "ocpp1.6",
+            "the station does not run ocpp1.6 (only ocpp2.0.1): the bridge answers Heartbeat"
+            " NotSupported",
+        ),
+        (
+            "GetVariables",
+            example("request.GetVariables")["data"]["payload"],
+            "ocpp2.1",
+            "the station does not run ocpp2.1",
+        ),
+    ],
+)
+def test_a_valid_message_the_service_refuses_gets_a_note_and_fails_strict(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    action: str,
+    payload: dict[str, Any],
+    version: str,
+    says: str,
+) -> None:
+    path = write(tmp_path, ocpp_message(action, payload, version))
+    status, err, result = _refused(capsys, path)
+    assert status == 0
+    assert err.splitlines()[0].startswith(f"{path}: note: {says}")
+    assert err.splitlines()[1] == "checked 1 message: 1 valid, 0 invalid (1 refused by the service)"
+    assert (result["valid"], result["refused"]) == (True, True)
+    assert result["notes"][0].startswith(says)
+    status, err, result = _refused(capsys, path, "--strict")
+    assert status == 1
+    assert err.splitlines()[1] == "checked 1 message: 0 valid, 1 invalid (1 refused by the service)"
+    assert (result["valid"], result["refused"]) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("action", "payload"),
+    [
+        ("GetVariables", example("request.GetVariables")["data"]["payload"]),
+        ("DataTransfer", {"vendorId": "com.example"}),  # forwarded to the CSMS
+        (
+            "SecurityEventNotification",
+            {"type": "TamperDetectionActivated", "timestamp": "2026-01-01T00:00:00Z"},
+        ),
+    ],
+)
+def test_an_action_the_station_executes_or_forwards_has_no_note(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, action: str, payload: dict[str, Any]
+) -> None:
+    path = write(tmp_path, ocpp_message(action, payload))
+    assert run(capsys, "--strict", path) == (0, "", "checked 1 message: 1 valid, 0 invalid\n")
+
+
+def test_an_invalid_message_gets_errors_not_refusal_notes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write(tmp_path, ocpp_message("Reset", {"type": "Sometime"}))
+    status, out, err = run(capsys, path)
+    assert (status, out) == (1, f"{path}: $.data.payload.type: must be one of: Immediate, OnIdle\n")
+    assert "note" not in err
+
+
+@pytest.mark.parametrize("action", sorted(schemas.ocpp_actions("ocpp2.0.1")))
+def test_the_refusal_notes_follow_the_station_action_lists(action: str) -> None:
+    why = validate.refusal("ocpp2.0.1", action)
+    if action in actions.OWNED["ocpp2.0.1"]:
+        assert why is not None
+        assert "NotSupported" in why
+    elif action in actions.implemented("ocpp2.0.1") | actions.forwarded("ocpp2.0.1"):
+        assert why is None
+    else:
+        assert why is not None
+        assert Dispatcher.unhandled("ocpp2.0.1", action).code in why  # what the service answers
+        assert "[oem] delegate" in why
+
+
+def _sized(size: int) -> str:
+    """A valid DataTransfer request whose UTF-8 text is exactly `size` bytes (padding of é: two
+    bytes a character, so counting characters instead of bytes gets it wrong)."""
+    message = ocpp_message("DataTransfer", {"vendorId": "com.example", "data": ""})
+    need = size - len(json.dumps(message, ensure_ascii=False).encode())
+    message["data"]["payload"]["data"] = "é" * (need // 2) + "a" * (need % 2)
+    text = json.dumps(message, ensure_ascii=False)
+    assert len(text.encode()) == size
+    return text
+
+
+def test_a_message_over_256_kib_gets_a_note_that_the_bridge_drops_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    limit = envelope.MAX_MESSAGE_BYTES
+    fits, too_large = tmp_path / "fits.json", tmp_path / "large.json"
+    fits.write_text(_sized(limit), encoding="utf-8")
+    too_large.write_text(_sized(limit + 1), encoding="utf-8")
+    assert run(capsys, "--strict", str(fits))[0] == 0
+    status, err, result = _refused(capsys, str(too_large))
+    assert status == 0
+    note = (
+        f"the message is {limit + 1} bytes, more than the {limit} (256 KiB) the bridge reads:"
+        " it drops it without an answer"
+    )
+    assert err.splitlines()[0] == f"{too_large}: note: {note}"
+    assert (result["valid"], result["refused"], result["notes"]) == (True, True, [note])
+    assert run(capsys, "--strict", str(too_large))[0] == 1
+
+
+def test_json_lines_are_measured_line_by_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "messages.jsonl"
+    small = json.dumps(example("request.GetVariables"))
+    path.write_text(f"{small}\n{_sized(envelope.MAX_MESSAGE_BYTES + 1)}\r\n{small}\n")
+    status, out, err = run(capsys, "--strict", str(path))
+    assert (status, out) == (1, "")
+    assert err.splitlines() == [
+        f"{path}:2: note: the message is {envelope.MAX_MESSAGE_BYTES + 1} bytes, more than the"
+        f" {envelope.MAX_MESSAGE_BYTES} (256 KiB) the bridge reads: it drops it without an answer",
+        "checked 3 messages: 2 valid, 1 invalid (1 refused by the service)",
+    ]
