@@ -60,6 +60,7 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
         self._helpers: set[asyncio.Task[Any]] = set()
         self.started = asyncio.Event()  # the start-up exchange with the OEM is over
+        self._mqtt_up = asyncio.Event()  # the broker was connected (at least once)
 
     async def __aenter__(self) -> Bridge:
         self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
@@ -98,7 +99,7 @@ class Bridge:
         self._helpers.add(asker)
         try:
             async with asyncio.timeout(self.settings.oem.startup_timeout):
-                await answered.wait()
+                await answered.wait()  # (the asker waits for the broker first)
         except TimeoutError:
             log.info(
                 "no device_model answer from the OEM within %g s: booting from the "
@@ -112,6 +113,7 @@ class Bridge:
         await self.csms.run()
 
     async def _ask_device_model(self, answered: asyncio.Event) -> None:
+        await self._mqtt_up.wait()
         while True:
             reply = await self.link.request("device_model", {}, DEVICE_MODEL_REPEAT)
             if isinstance(reply, OemAnswer):
@@ -124,6 +126,7 @@ class Bridge:
                 await asyncio.sleep(DEVICE_MODEL_REPEAT)
 
     async def _ask_status_and_limits(self) -> None:
+        await self._mqtt_up.wait()
         reply = await self.link.request("cs_status_and_limits", {})
         if isinstance(reply, OemAnswer):
             self.station.status_and_limits(reply.data)
@@ -198,6 +201,7 @@ class Bridge:
     def _mqtt_connected(self) -> None:
         # A reconnection replaces the last will's "error" a broker may have published.
         self._publish_service_status()
+        self._mqtt_up.set()
 
     # --- health
 

@@ -29,6 +29,7 @@ Busy = Callable[[bytes], bytes | None]
 MAX_IN_FLIGHT = 64  # messages being handled at once; beyond that the broker's queue waits
 MAX_UNACKNOWLEDGED = 1000  # answers waiting for their PUBACK; beyond that handling waits
 MAX_QUEUED = 1000  # messages waiting to be handled; beyond that each gets a "busy" answer
+MAX_PENDING = 100  # messages to the OEM kept while the broker is not connected
 MAX_BUSY = 5000  # "busy" answers not yet published; beyond that messages are dropped (logged)
 # Reconnection waits: 0.5 s doubled up to 32 s, plus up to 0.5 s of jitter.
 BACKOFF = Parameters(minimum=0.5, random_range=0.5, repeat_times=6)
@@ -81,6 +82,7 @@ class MqttTransport:
         self.last_error = ""
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._answers: deque[mqtt.MQTTMessageInfo] = deque()
+        self._pending: deque[tuple[bytes, bool]] = deque(maxlen=MAX_PENDING)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _client(self) -> aiomqtt.Client:
@@ -123,6 +125,7 @@ class MqttTransport:
                         self.settings.port,
                         self.settings.request_topic,
                     )
+                    self._publish_pending()
                     if self.on_connected is not None:
                         self.on_connected()
                     async for message in client.messages:
@@ -182,15 +185,22 @@ class MqttTransport:
 
     def publish(self, payload: bytes, retain: bool = False) -> None:
         """Publish on the response topic at QoS 1 without waiting (paho keeps the message until
-        the broker acknowledges it); dropped while the broker is not connected."""
+        the broker acknowledges it). While the broker is not connected, the last MAX_PENDING
+        messages wait and go out, in order, right after the next connection."""
         client = self._client_now
         if client is None or not self.connected:
-            # paho would queue it, but its write callback then meets a closed socket; what the
-            # OEM must see after a reconnection (service_status) is published again then.
-            log.debug("MQTT disconnected: a message to the OEM was not sent")
+            # Not through paho: its write callback would meet a closed socket.
+            if len(self._pending) == self._pending.maxlen:
+                log.warning("MQTT disconnected: an old message to the OEM was dropped")
+            self._pending.append((payload, retain))
             return
         _forget_acknowledged(self._answers)
         self._answers.append(self._publish(client, payload, retain))
+
+    def _publish_pending(self) -> None:
+        while self._pending and self.connected:
+            payload, retain = self._pending.popleft()
+            self.publish(payload, retain)
 
     async def publish_and_wait(self, payload: bytes, retain: bool, timeout: float) -> bool:
         """Publish and wait for the broker's acknowledgement (e.g. the last status before a
