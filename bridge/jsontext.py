@@ -28,6 +28,13 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def utf8_size(value: Any) -> int:
+    """Bytes of `value` as compact JSON in UTF-8 (what a peer that does not escape non-ASCII
+    sends); a lone surrogate from the input counts the 3 bytes it would take."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON text; ValueError (or UnicodeDecodeError, RecursionError) when it is not JSON."""
     return json.loads(text, parse_constant=_constant, parse_float=_number)

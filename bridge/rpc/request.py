@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
+
+from bridge import jsontext
 
 Origin = Literal["csms", "oem"]
 
@@ -15,9 +16,7 @@ def call_size(message_id: str, action: str, payload: Any) -> int:
     What BytesPerMessage limits (B06.FR.17, B05): the same figure whichever door the request
     came through (an OEM envelope, or a CSMS frame with whatever whitespace its peer sent).
     """
-    text = json.dumps([2, message_id, action, payload], separators=(",", ":"), ensure_ascii=False)
-    # A lone surrogate from the input is not UTF-8; count it as the 3 bytes it would take.
-    return len(text.encode("utf-8", "surrogatepass"))
+    return jsontext.utf8_size([2, message_id, action, payload])
 
 
 class Request:

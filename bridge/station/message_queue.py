@@ -22,7 +22,6 @@ to send and reports its outcome with `done()`.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from bridge import jsontext
 from bridge.rpc import CallResult, NoAnswer, Outcome
 from bridge.station.actions import TRANSACTION_RELATED
 from bridge.station.device_model import DeviceModel
@@ -141,7 +141,7 @@ class MessageQueue:
                     dropped.action,
                     dropped.message_id,
                 )
-        seq = self._table.add(message_id, action, json.dumps(payload), origin, keep)
+        seq = self._table.add(message_id, action, jsontext.dumps(payload), origin, keep)
         self._durable += 1
         self._last_seq = seq
         return Outgoing(action, payload, origin, message_id, True, False, seq)
@@ -238,5 +238,5 @@ class MessageQueue:
 
 def _outgoing(row: QueuedMessage) -> Outgoing:
     return Outgoing(
-        row.action, json.loads(row.payload), row.origin, row.message_id, True, False, row.seq
+        row.action, jsontext.loads(row.payload), row.origin, row.message_id, True, False, row.seq
     )
