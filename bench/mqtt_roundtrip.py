@@ -88,12 +88,12 @@ TARGET_RATE = 2000.0  # requests/s, pipelined
 TARGET_P50_MS = 2.0
 TARGET_RSS_MB = 50.0
 
-# The seed's InstallCertificate (a CSMS root); the first certificate operation imports cryptography.
+# The example InstallCertificate (a CSMS root); the first certificate operation imports cryptography.
 CERTIFICATE_REQUEST = ROOT / "tests/examples/ocpp_message/request.InstallCertificate.json"
 
 
 def request(message_id: str) -> bytes:
-    """The GetVariables `ocpp_message` request the OEM firmware sends (SPEC §4)."""
+    """The GetVariables `ocpp_message` request the OEM firmware sends."""
     return json.dumps(
         {
             "id": message_id,
@@ -351,7 +351,7 @@ async def rss_after_certificate(port: int, server: subprocess.Popen[bytes]) -> f
         await o.client.publish(REQUEST_TOPIC, json.dumps(body), qos=1)
         await o._until_fewer_pending(1)
         if o.failures:
-            raise RuntimeError("the bridge did not accept the seed's InstallCertificate")
+            raise RuntimeError("the bridge did not accept the example InstallCertificate")
     return rss_mb(server.pid)[0]
 
 

@@ -28,7 +28,7 @@ from bridge.transport.mqtt import MqttTransport
 
 log = logging.getLogger(__name__)
 
-DEVICE_MODEL_REPEAT: Final = 10.0  # SESSION_API: device_model again every 10 s until answered
+DEVICE_MODEL_REPEAT: Final = 10.0  # the session API: device_model again every 10 s until answered
 STOPPING_ACK_TIMEOUT: Final = 1.0
 
 
@@ -89,7 +89,7 @@ class Bridge:
         self.store.close()
         log.info("ocpp-bridge stopped")
 
-    # --- start-up (SESSION_API: device_model, then the CSMS)
+    # --- start-up (the session API: device_model, then the CSMS)
 
     async def _start(self) -> None:
         """Ask the OEM for its device model (again every 10 s until answered) and its EVSEs'

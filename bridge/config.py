@@ -147,7 +147,7 @@ class MqttSettings(_Section):
 
 
 class OemSettings(_Section):
-    """The OEM link (SPEC §4.3, SESSION_API.md)."""
+    """The OEM link (README "The MQTT API")."""
 
     # Seconds the bridge waits for the OEM's answer to one of its requests.
     request_timeout: float = Field(default=5.0, gt=0, le=300, allow_inf_nan=False)
@@ -183,7 +183,7 @@ class OemSettings(_Section):
 
 class StorageSettings(_Section):
     path: str = Field(default="/var/lib/ocpp-bridge/bridge.db", min_length=1)
-    # Bound of the durable outbound queue (SPEC §5).
+    # Bound of the durable outbound queue.
     max_queued: int = Field(default=100_000, ge=1000)
 
 

@@ -28,9 +28,9 @@ from bridge.rpc.request import Request
 from bridge.station import Station
 from bridge.store import Store
 
-# Seed 004's examples as strict JSON (copied from shared/examples/ocpp_message).
+# The Josev ocpp_message API's examples as strict JSON.
 EXAMPLES = Path(__file__).resolve().parent / "examples" / "ocpp_message"
-# The seed's request examples: each gets a CallResult from a fresh station.
+# The request examples: each gets a CallResult from a fresh station.
 SEED_REQUESTS = (
     "request.GetVariables",
     "request.GetVariables.multiple",
@@ -52,7 +52,7 @@ def free_port() -> int:
 
 
 def example(name: str, fresh_id: bool = True) -> dict[str, Any]:
-    """One of seed 004's examples (tests/examples/ocpp_message/<name>.json), with a new id."""
+    """One of the Josev ocpp_message API's examples (tests/examples/ocpp_message/<name>.json), with a new id."""
     message: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text())
     if fresh_id:
         message["id"] = str(uuid.uuid4())

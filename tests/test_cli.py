@@ -1,4 +1,4 @@
-"""`ocpp-bridge` as users start it (SPEC §3): exit statuses, signals, restarts, kill -9."""
+"""`ocpp-bridge` as users start it: exit statuses, signals, restarts, kill -9."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The configuration file (SPEC §3): every problem is one sentence naming the key, never a value."""
+"""The configuration file: every problem is one sentence naming the key, never a value."""
 
 from __future__ import annotations
 
@@ -400,7 +400,7 @@ def test_each_value_knows_its_source_and_secrets_are_masked(tmp_path: Path) -> N
     assert set(rows) >= {f"{s}.{k}" for s, m in SECTIONS.items() for k in m.model_fields}
 
 
-# --- [oem] and [storage] max_queued (SPEC §4.3, §5)
+# --- [oem] and [storage] max_queued
 
 
 def test_new_keys_have_the_spec_defaults(tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ async def test_tc_b_02_cold_boot_pending_answers_the_csms_and_sends_nothing_else
                 "CP001", "SetVariables", set_variable("OCPPCommCtrlr", "OfflineThreshold", "90")
             )
             assert result["setVariableResult"][0]["attributeStatus"] == "Accepted"
-            # seed 002: Pending + GetBaseReport → NotifyReport, still while Pending
+            # CitrineOS's flow: Pending + GetBaseReport → NotifyReport, still while Pending
             assert await csms.call(
                 "CP001", "GetBaseReport", {"requestId": 1, "reportBase": "FullInventory"}
             ) == {"status": "Accepted"}
@@ -539,7 +539,7 @@ async def test_tc_a_06_tls_version_below_1_2_is_refused(
 async def test_installed_csms_root_certificate_is_used_on_the_next_tls_connection(
     tmp_path: Path, tls: dict[str, Any]
 ) -> None:
-    """SPEC §4.2: an InstallCertificate of a CSMSRootCertificate verifies the CSMS next time."""
+    """An InstallCertificate of a CSMSRootCertificate verifies the CSMS next time."""
     async with DemoCsms(ssl_context=tls["server_context"](), password=PASSWORD) as csms:
         url = csms.url.replace("127.0.0.1", "localhost")
         # Slot 1 plain ws to a dead port; the TLS CSMS comes through SetNetworkProfile later.

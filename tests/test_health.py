@@ -1,4 +1,4 @@
-"""`ocpp-bridge health` (SPEC §3): up and connected to the broker, one line of state."""
+"""`ocpp-bridge health`: up and connected to the broker, one line of state."""
 
 from __future__ import annotations
 

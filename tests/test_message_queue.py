@@ -1,4 +1,4 @@
-"""The outbound queue (SPEC §5), without sockets: order, durability, retries, bounds, policy."""
+"""The outbound queue, without sockets: order, durability, retries, bounds, policy."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The OEM's MQTT API, bytes in and bytes out (SPEC §4.1, §4.2, §6), without a broker."""
+"""The OEM's MQTT API, bytes in and bytes out, without a broker."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ async def test_certificate_round_trip_with_seed_examples(bridge: object, oem: Oe
     assert data == ACCEPTED
 
     expected_hash = independent_hash_data(install["data"]["payload"]["certificate"])
-    # The seed's DeleteCertificate example carries exactly this certificate's hash data.
+    # The DeleteCertificate example carries exactly this certificate's hash data.
     delete = example("request.DeleteCertificate")
     assert delete["data"]["payload"]["certificateHashData"] == expected_hash
 

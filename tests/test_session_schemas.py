@@ -1,4 +1,4 @@
-"""The JSON Schemas of the charging-session messages (SESSION_API.md, SPEC §4.3): one per message
+"""The JSON Schemas of the charging-session messages (README "The MQTT API"): one per message
 and type, compiled by the service's own validators, strict about unknown fields."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bridge.schemas import JsonPath
 
 OCPP201 = Path(ocpp.__file__).parent / versions.SCHEMA_DIRS["ocpp2.0.1"] / "schemas"
 
-# Every message and type of SESSION_API.md, with who publishes it (OEM: cs/josev, bridge: josev/cs).
+# Every message and type of the session API, with who publishes it (OEM: cs/josev, bridge: josev/cs).
 MESSAGES: dict[tuple[str, str], str] = {
     ("device_model", "request"): "josev/cs",
     ("device_model", "response"): "cs/josev",
@@ -347,7 +347,7 @@ def test_every_schema_keeps_the_house_style(full: str) -> None:
 
 @pytest.mark.parametrize("full", ALL)
 def test_every_object_of_every_schema_forbids_unknown_fields(full: str) -> None:
-    """SESSION_API: an unknown field from the OEM is an error; a CallError's details are free."""
+    """the session API: an unknown field from the OEM is an error; a CallError's details are free."""
     schema = schemas.envelope_schema(full)
     details = schema["$defs"].get("call_error", {}).get("properties", {}).get("error_details")
     objects = [n for n in subschemas(schema) if n.get("type") == "object" and n is not details]
@@ -384,7 +384,7 @@ def test_every_response_also_takes_the_bridges_error_answer(full: str) -> None:
     assert errors(full, answer) == [(("data",), "required")]
 
 
-# --- enums and limits exactly as SESSION_API (and OCPP) give them
+# --- enums and limits exactly as the session API (and OCPP) give them
 
 
 def test_token_types_are_the_session_apis() -> None:
@@ -521,7 +521,7 @@ def test_envelope_errors_are_the_envelopes() -> None:
     ]
 
 
-# --- hypothesis: messages built from SESSION_API's field lists pass; an unknown field fails
+# --- hypothesis: messages built from the session API's field lists pass; an unknown field fails
 
 NAME_CHARS = string.ascii_letters + string.digits + "-_"
 evse_ids = st.integers(1, 99).map(str) | st.from_regex(

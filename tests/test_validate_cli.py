@@ -1,4 +1,4 @@
-"""`ocpp-bridge validate` (SPEC §3): what an integrator sees for good and bad message files."""
+"""`ocpp-bridge validate`: what an integrator sees for good and bad message files."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from bridge.station import actions
 from bridge.station.dispatcher import Dispatcher
 from tests.conftest import EXAMPLES, example, ocpp_message
 
-# The charging-session messages of SESSION_API.md (SPEC §4.3), in its order.
+# The charging-session messages of the session API (README "The MQTT API"), in its order.
 SESSION_MESSAGES = (
     "device_model",
     "cs_status_and_limits",
@@ -598,7 +598,7 @@ def test_a_payload_is_checked_even_when_the_envelope_is_wrong(
     ]
 
 
-# --- session messages (SESSION_API.md)
+# --- session messages
 
 
 def test_session_messages_are_checked_against_their_own_schema(

@@ -1,2 +1,2 @@
-"""The OEM side: the MQTT API of SPEC §4 (envelopes, message handlers) and the link that sends the
+"""The OEM side: the MQTT API (envelopes, message handlers) and the link that sends the
 bridge's own requests to the OEM firmware and matches their answers."""

@@ -1,4 +1,4 @@
-"""The OEM's MQTT API (SESSION_API.md): each envelope, by name and type, to what handles it.
+"""The OEM's MQTT API: each envelope, by name and type, to what handles it.
 
 Bytes in, bytes out: the transport calls `handle` for every message on the request topic and
 publishes whatever comes back on the response topic. Every message is checked against its
@@ -32,7 +32,7 @@ from bridge.station.message_queue import Outgoing
 log = logging.getLogger(__name__)
 
 OCPP_MESSAGE: Final = "ocpp_message"
-# The session API's version (SESSION_API.md), reported in service_status.
+# The session API's version, reported in service_status.
 API_VERSION: Final = "1.0"
 
 Data = dict[str, Any]

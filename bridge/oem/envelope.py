@@ -1,4 +1,4 @@
-"""The MQTT envelope of SPEC §4.1, `{"id", "name", "type", "data"}`: parsed and built, no I/O."""
+"""The MQTT envelope, `{"id", "name", "type", "data"}`: parsed and built, no I/O."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def update(name: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def ocpp_data(result: CallResult | CallError, ocpp_version: str) -> dict[str, Any]:
-    """`data` of an ocpp_message response, field names and order as in seed 004."""
+    """`data` of an ocpp_message response, field names and order as in the Josev ocpp_message API."""
     if isinstance(result, CallResult):
         return {
             "message_type": "CallResult",

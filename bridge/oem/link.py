@@ -1,4 +1,4 @@
-"""The bridge's own requests to the OEM firmware, and its updates (SESSION_API.md).
+"""The bridge's own requests to the OEM firmware, and its updates.
 
 A request goes out on the response topic with a fresh envelope id and waits for the OEM's
 response with the same id on the request topic. Every wait ends: with an `OemAnswer`, or with an

@@ -2,7 +2,7 @@
 
 Owned here rather than taken from `ocpp.charge_point.ChargePoint`, whose read loop awaits each
 handler (a handler that waits stalls the session) and which neither answers malformed frames nor
-knows all RPC error codes (shared/LIBRARY_NOTES.md).
+knows all RPC error codes.
 
 - The reader never awaits a handler: each incoming CALL runs in its own task (at most
   `MAX_INCOMING` at once, which throttles the reader).

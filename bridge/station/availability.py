@@ -9,7 +9,7 @@ from bridge.timeutil import Clock
 
 ConnectorId = tuple[int, int]  # (evse id, connector id)
 
-# cs_status_and_limits `status_code` -> the EVSE's availability (SESSION_API.md).
+# cs_status_and_limits `status_code` -> the EVSE's availability.
 FAULTS: Final = frozenset(
     {"evse_malfunction", "evse_emergency_shutdown", "evse_isolation_monitoring_active"}
 )

@@ -200,7 +200,7 @@ class Connectivity:
         self._slot_index = self._failures_on_slot = 0
         self.backoff.reset()
 
-    # --- set_ocpp_network_connection (SESSION_API.md): the OEM's own CSMS connection
+    # --- set_ocpp_network_connection: the OEM's own CSMS connection
 
     def set_network_connection(self, data: dict[str, Any]) -> Rejection | None:
         """Check the connection as SetNetworkProfile would, store it as the highest-priority

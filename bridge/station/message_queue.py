@@ -1,4 +1,4 @@
-"""The one outbound queue (SPEC §5): every message the station sends the CSMS goes through it.
+"""The one outbound queue: every message the station sends the CSMS goes through it.
 
 - Transaction-related messages (TransactionEvent, SecurityEventNotification; MeterValues too
   when OCPPCommCtrlr.QueueAllMessages) are durable: written to the store, inside the caller's

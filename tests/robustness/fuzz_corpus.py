@@ -1,4 +1,4 @@
-"""10,000 bad MQTT messages for the bridge, and what each must get (SPEC §4.1, §6; README "What bad
+"""10,000 bad MQTT messages for the bridge, and what each must get (README "What bad
 input gets").
 
 Four sources, with fixed seeds (hypothesis also draws constants from the modules loaded at the
@@ -9,12 +9,12 @@ a failure shows the message's first bytes):
   change stored state (SetVariables, InstallCertificate, DeleteCertificate, SetNetworkProfile)
   built so that the bridge must reject them: they fail the OCPP schema, or they pass it with values
   the station must refuse (characteristics, ReadOnly, unknown variables, downgrades, ...);
-- raw byte mutation of seed 004's examples: bit flips, truncation, inserted and deleted bytes;
+- raw byte mutation of the Josev ocpp_message API's examples: bit flips, truncation, inserted and deleted bytes;
 - structural mutation: a random node of an example (or of a hypothesis message) replaced;
 - hand-written extremes: deep nesting, huge strings, lone surrogates, 1e309, NaN, duplicate
   keys, other encodings, the 256 KiB limit.
 
-`classify` is the oracle of SPEC §4.1: a message that is not JSON (RFC 8259: `NaN` and
+`classify` is the oracle of README "What bad input gets": a message that is not JSON (RFC 8259: `NaN` and
 `Infinity` are not JSON), not an object, larger than 256 KiB, without a UUID `id`, a `response`
 or an `update`, is dropped; every other gets exactly one answer. A number beyond a double (`1e309`)
 is JSON whose range RFC 8259 leaves to the implementation: such a message may be answered or

@@ -1,5 +1,5 @@
 """A CSMS that dies, talks nonsense, sends frames beyond max_size or never answers: the bridge keeps
-serving MQTT throughout and gets back to a working OCPP session (SPEC §5, §6)."""
+serving MQTT throughout and gets back to a working OCPP session."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""10,000 generated bad messages through the real broker to `ocpp-bridge run` (SPEC §4.1, §6).
+"""10,000 generated bad messages through the real broker to `ocpp-bridge run`.
 
 Each message is answered exactly once (valid against schemas/) or dropped, as README "What bad
 input gets" says; the process never dies, its RSS stays flat after a warm-up of 1,000 messages,

@@ -1,4 +1,4 @@
-"""The durable outbound queue under kill -9 (SPEC §5): 1,000 transaction-related messages queued
+"""The durable outbound queue under kill -9: 1,000 transaction-related messages queued
 while the CSMS is down survive two unclean restarts — one while offline, one in the middle of
 the delivery — and reach the CSMS in their original order, each messageId with one payload."""
 

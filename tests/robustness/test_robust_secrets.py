@@ -1,4 +1,4 @@
-"""Secrets never appear in logs (SPEC §6): the bridge at DEBUG through TLS with a password
+"""Secrets never appear in logs: the bridge at DEBUG through TLS with a password
 (security profile 2), password changes from the CSMS and from the OEM, rejected passwords, an
 HTTP 401, and mutual TLS with a private key (profile 3). Every byte the bridge writes is searched
 for the passwords, the Basic-auth header values and the private key's base64."""
