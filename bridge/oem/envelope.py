@@ -67,7 +67,7 @@ def update(name: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def ocpp_data(result: CallResult | CallError, ocpp_version: str) -> dict[str, Any]:
-    """`data` of an ocpp_message response, field names and order as in the Josev ocpp_message API."""
+    """`data` of an ocpp_message response, field names and order as the Josev API has them."""
     if isinstance(result, CallResult):
         return {
             "message_type": "CallResult",
