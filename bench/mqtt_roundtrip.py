@@ -88,7 +88,7 @@ TARGET_RATE = 2000.0  # requests/s, pipelined
 TARGET_P50_MS = 2.0
 TARGET_RSS_MB = 50.0
 
-# The example InstallCertificate (a CSMS root): the first certificate operation imports cryptography.
+# The example InstallCertificate (a CSMS root): the first certificate operation loads cryptography
 CERTIFICATE_REQUEST = ROOT / "tests/examples/ocpp_message/request.InstallCertificate.json"
 
 
