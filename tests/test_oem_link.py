@@ -338,3 +338,48 @@ async def test_without_delegation_update_firmware_is_not_supported(
         with pytest.raises(CallErrorReceived) as info:
             await csms.call("CP001", "UpdateFirmware", UPDATE_FIRMWARE)
         assert info.value.code == "NotSupported"
+
+
+async def test_a_station_request_to_the_oem_ends_with_its_answer_or_a_timeout(
+    tmp_path: Path, broker: Broker, oem: Oem
+) -> None:
+    """AskOem: the driver publishes the request, matches the OEM's response by id (checked
+    against its schema) and hands the station the answer — or OemNoAnswer after the timeout."""
+    from bridge.oem.link import OemAnswer, OemNoAnswer
+    from bridge.station.effects import AskOem
+
+    async with bridge_with(tmp_path, broker, "ws://127.0.0.1:9/ocpp") as bridge:
+        replies: dict[str, Any] = {}
+        bridge.station.oem_answered = lambda key, reply: replies.__setitem__(key, reply)  # type: ignore[method-assign]
+        bridge.execute(
+            [
+                AskOem("cs_contactor_status", {"evse_id": "1"}, "answered", 2.0),
+                AskOem("cs_contactor_status", {"evse_id": "1"}, "silent", 0.5),
+            ]
+        )
+        def asked() -> list[dict[str, Any]]:
+            return [r for r in oem.requests if r["name"] == "cs_contactor_status"]
+
+        for _ in range(200):
+            if len(asked()) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        first = asked()[0]
+        assert first["data"] == {"evse_id": "1"}
+        await oem.send(
+            {
+                "id": first["id"],
+                "name": "cs_contactor_status",
+                "type": "response",
+                "data": {"evse_id": "1", "status": "closed"},
+            }
+        )
+        for _ in range(200):
+            if len(replies) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert replies["answered"] == OemAnswer(
+            "cs_contactor_status", {"evse_id": "1", "status": "closed"}
+        )
+        assert isinstance(replies["silent"], OemNoAnswer)
+        assert replies["silent"].reason == "timeout"
