@@ -237,7 +237,7 @@ class MqttApi:
 
     def _forward_done(self, key: str, outcome: Outcome) -> None:
         if not self._forwards.resolve(key, outcome):
-            log.info("forwarded message of request %s finished: %s", key, type(outcome).__name__)
+            log.debug("forwarded message of request %s finished: %s", key, type(outcome).__name__)
 
 
 def _error(message: envelope.Message, error: CallError) -> Data:
