@@ -27,6 +27,7 @@ from bridge.transport.csms import ConnectFailure, open_websocket, tls_context
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT: Final = 10.0  # seconds a closing connection may take to answer what it started
+DRAIN_GRACE: Final = 2.0  # seconds the drain may take to finish once the connection closed
 
 
 class LinkState(StrEnum):
@@ -139,7 +140,12 @@ class CsmsLink:
                 await websocket.close(1011, "station error")
             await reader
         finally:
-            drain.cancel()
+            # Let the drain take the outcome of its CALL in flight (offline, now that the reader
+            # closed it), so whoever sent that message hears of it; then stop it.
+            self._drain_wake.set()
+            _, running = await asyncio.wait({drain}, timeout=DRAIN_GRACE)
+            for task in running:
+                task.cancel()
             await asyncio.gather(drain, return_exceptions=True)
             self.connection = None
             wait = station.csms_disconnected()

@@ -357,6 +357,7 @@ async def test_a_station_request_to_the_oem_ends_with_its_answer_or_a_timeout(
                 AskOem("cs_contactor_status", {"evse_id": "1"}, "silent", 0.5),
             ]
         )
+
         def asked() -> list[dict[str, Any]]:
             return [r for r in oem.requests if r["name"] == "cs_contactor_status"]
 
@@ -383,3 +384,27 @@ async def test_a_station_request_to_the_oem_ends_with_its_answer_or_a_timeout(
         )
         assert isinstance(replies["silent"], OemNoAnswer)
         assert replies["silent"].reason == "timeout"
+
+
+async def test_a_forwarded_message_in_flight_when_the_csms_goes_hears_no_connection(
+    tmp_path: Path, broker: Broker, oem: Oem
+) -> None:
+    from tests.robustness.robust_support import RawCsms, default_responder
+
+    answer = default_responder()
+
+    def silent_on_notify_event(action: str, payload: Any, seen: int) -> Any:
+        return None if action == "NotifyEvent" else answer(action, payload, seen)
+
+    csms = await RawCsms(silent_on_notify_event).start()
+    try:
+        async with bridge_with(tmp_path, broker, csms.url) as bridge:
+            await accepted(bridge)
+            pending = asyncio.create_task(oem.ocpp("NotifyEvent", NOTIFY_EVENT))
+            await csms.wait_calls("NotifyEvent")
+            await csms.current.close(1001, "going away")
+            data = await asyncio.wait_for(pending, 5)  # not after 2 x MessageTimeout
+            assert data["error_code"] == "GenericError"
+            assert data["error_description"] == "No CSMS connection"
+    finally:
+        await csms.stop()
