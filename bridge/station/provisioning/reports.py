@@ -76,13 +76,14 @@ def matches(variable: Variable, wanted: dict[str, Any]) -> bool:
     if "instance" in component and _fold(component["instance"]) != _fold(ref.instance):
         return False
     evse = component.get("evse")
-    if evse is not None:  # FR.22/23: absent evse → every EVSE and none; absent connectorId → all
+    # B08.FR.22/23: absent evse → every EVSE and none; absent connectorId → every connector
+    if evse is not None:
         if evse["id"] != ref.evse:
             return False
         if "connectorId" in evse and evse["connectorId"] != ref.connector:
             return False
     wanted_variable = wanted.get("variable")
-    if wanted_variable is None:  # FR.20: every variable of the component
+    if wanted_variable is None:  # B08.FR.20: every variable of the component
         return True
     definition = variable.definition
     if _fold(wanted_variable["name"]) != _fold(definition.name):
@@ -124,7 +125,7 @@ class Reports:
                 f"ItemsPerMessage[GetReport] is {items_limit}",
             )
         bytes_limit = dm.int_value("DeviceDataCtrlr.BytesPerMessage[GetReport]")
-        if bytes_limit and message_size(payload) > bytes_limit:
+        if bytes_limit and message_size(payload) > bytes_limit:  # B08.FR.18
             raise OcppError("FormatViolation", "GetReport exceeds BytesPerMessage[GetReport]")
         if not self.outbox.connected:  # B08.FR.16
             return _NO_CONNECTION.answer("Rejected")
