@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.station.components import DataType, Mutability, VariableDef
+from bridge.station.components import (
+    CONNECTOR_VARIABLES,
+    EVSE_VARIABLES,
+    STATION_VARIABLES,
+    DataType,
+    Mutability,
+    VariableDef,
+)
 from bridge.station.device_model import DeviceModel, UnknownKey, check_value
 from bridge.store import Store
 
@@ -79,24 +86,93 @@ def test_blocks_not_implemented_say_available_false(model: DeviceModel) -> None:
     assert model["TariffCostCtrlr.Available[Tariff]"].read() == "false"
 
 
-def test_catalog_types_and_mutability_match_the_reference(model: DeviceModel) -> None:
-    # Deviations are documented in bridge/station/components.py.
-    deviations = {"ChargingStation.Problem mutability ReadOnly"}
-    mismatches, compared = [], 0
-    for variable in model:
-        spec = REFERENCE.get(variable.component.name, {}).get("variables", {})
-        ref = spec.get(variable.definition.text)
-        if ref is None:
-            continue
-        compared += 1
-        if ref["dataType"] != variable.definition.data_type:
-            mismatches.append(f"{variable.key} dataType {variable.definition.data_type}")
-        if ref["mutability"] and ref["mutability"] != variable.definition.mutability:
-            mismatches.append(f"{variable.key} mutability {variable.definition.mutability}")
-        if ref["unit"] and ref["unit"] != variable.definition.unit:
-            mismatches.append(f"{variable.key} unit {variable.definition.unit}")
-    assert compared, "no variable of the catalog was found in the reference"
-    assert [m for m in mismatches if m not in deviations] == []
+# Where the reference gives no mutability ("null = not given in source"), the station's choice.
+REFERENCE_SILENT_MUTABILITY: dict[str, Mutability] = {
+    # Identity of the station, from the configuration ([station] model / vendor).
+    "ChargingStation.Model": Mutability.ReadOnly,
+    "ChargingStation.VendorName": Mutability.ReadOnly,
+    # Kept by the station from the connector's state, as EVSE and ChargingStation's (ReadOnly
+    # in the reference).
+    "Connector.AvailabilityState": Mutability.ReadOnly,
+}
+
+# Deliberate deviations from the reference: (variable, characteristic) -> why.
+DEVIATIONS: dict[tuple[str, str], str] = {
+    # The reference station has two network configuration slots; this one has three.
+    ("OCPPCommCtrlr.NetworkConfigurationPriority", "valuesList"): "three slots, not two",
+}
+
+
+def _definitions() -> list[VariableDef]:
+    return [*STATION_VARIABLES, *EVSE_VARIABLES, *CONNECTOR_VARIABLES]
+
+
+def _limit(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _differences(d: VariableDef) -> dict[str, tuple[Any, Any]]:
+    """Characteristic -> (station, reference) where the definition differs from the reference:
+    mutability, data type, unit, attribute types and monitoring support; limits where the
+    reference gives them; a valuesList outside the reference's (a station lists what it
+    supports, so a subset is fine)."""
+    key = f"{d.component}.{d.text}"
+    ref = REFERENCE.get(d.component, {}).get("variables", {}).get(d.text)
+    if ref is None:
+        return {"existence": (key, None)}
+    found: dict[str, tuple[Any, Any]] = {}
+    if ref["mutability"] is None:
+        if REFERENCE_SILENT_MUTABILITY.get(key) is not d.mutability:
+            found["mutability"] = (d.mutability, "not given: list it above")
+    elif d.mutability != ref["mutability"]:
+        found["mutability"] = (d.mutability, ref["mutability"])
+    if d.data_type != ref["dataType"]:
+        found["dataType"] = (d.data_type, ref["dataType"])
+    if d.unit != ref["unit"]:
+        found["unit"] = (d.unit, ref["unit"])
+    for name, ours, theirs in (
+        ("minLimit", d.min_limit, ref["min"]),
+        ("maxLimit", d.max_limit, ref["max"]),
+    ):
+        if theirs is not None and ours != _limit(theirs):
+            found[name] = (ours, theirs)
+    if set(d.attributes) != set(ref["attributes"]):
+        found["attributes"] = (d.attributes, ref["attributes"])
+    if d.supports_monitoring != ref["supportsMonitoring"]:
+        found["supportsMonitoring"] = (d.supports_monitoring, ref["supportsMonitoring"])
+    allowed = set(ref["valuesList"].split(",")) if ref["valuesList"] else set()
+    if (d.values_list or ref["valuesList"]) and not (
+        d.values_list and set(d.values_list) <= allowed
+    ):
+        found["valuesList"] = (d.values_list, ref["valuesList"])
+    return found
+
+
+def test_every_variable_matches_the_reference_characteristics() -> None:
+    """Each standardized variable the station defines (station, EVSE and connector ones)
+    matches tests/data/ocpp201-device-model.json, except the deviations listed above."""
+    definitions = _definitions()
+    mismatches = [
+        f"{d.component}.{d.text} {name}: station {ours!r}, reference {theirs!r}"
+        for d in definitions
+        for name, (ours, theirs) in _differences(d).items()
+        if (f"{d.component}.{d.text}", name) not in DEVIATIONS
+    ]
+    assert len(definitions) > 80, "the catalog shrank: did the definitions move?"
+    assert mismatches == []
+
+
+def test_listed_deviations_are_still_deviations() -> None:
+    """An allow-listed deviation that now matches the reference must leave the list, and the
+    reference must still be silent where the station chose a mutability."""
+    by_key = {f"{d.component}.{d.text}": d for d in _definitions()}
+    for (key, characteristic), why in DEVIATIONS.items():
+        assert why, key
+        assert characteristic in _differences(by_key[key]), (key, characteristic)
+    for key in REFERENCE_SILENT_MUTABILITY:
+        component, text = key.split(".", 1)
+        assert key in by_key
+        assert REFERENCE[component]["variables"][text]["mutability"] is None, key
 
 
 def test_defaults_follow_the_reference_where_documented(model: DeviceModel) -> None:

@@ -179,6 +179,21 @@ async def test_b05_fr10_accepted_value_is_stored_and_survives_a_restart(tmp_path
     ] == "120"
 
 
+async def test_charging_station_problem_is_read_write_as_in_the_reference(
+    tmp_path: Path,
+) -> None:
+    """ChargingStation.Problem is ReadWrite in the OCPP 2.0.1 reference device model."""
+    station = make_station(tmp_path)
+    assert (await get_one(station, get("ChargingStation", "Problem")))["attributeValue"] == "false"
+    result = await set_one(station, put("ChargingStation", "Problem", "true"))
+    assert result["attributeStatus"] == "Accepted"
+    result = await set_one(station, put("ChargingStation", "Problem", "broken"))
+    assert result["attributeStatusInfo"]["reasonCode"] == "InvalidValue"  # still a boolean
+    station.store.close()
+    again = make_station(tmp_path)
+    assert (await get_one(again, get("ChargingStation", "Problem")))["attributeValue"] == "true"
+
+
 async def test_b05_fr04_fr05_fr06_unknowns(station: Station) -> None:
     items = [
         put("NoSuchCtrlr", "HeartbeatInterval", "1"),

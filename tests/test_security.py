@@ -7,8 +7,11 @@ file from the certificate's DER bytes, independently of the station's implementa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import shutil
 import ssl
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bridge.rpc import CallError, CallResult
 from bridge.rpc.request import Request
@@ -226,6 +229,31 @@ def with_duplicate_extension() -> str:
     extensions = _children(_value(_value(fields[-1])))
     fields[-1] = _tlv(0xA3, _tlv(0x30, b"".join(extensions * 2)))
     return resign(certificate, key, fields)
+
+
+def version_1(
+    certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey, signer: PrivateKey | None = None
+) -> str:
+    """PEM of `certificate` as an X.509 version 1 certificate: without the [0] version field
+    (DEFAULT v1, RFC 5280 4.1) and re-signed by `signer` (default: its own key).
+
+    `cryptography`'s builder always writes version 3; this writes the TBSCertificate itself.
+    """
+    fields = list(tbs_of(der(certificate)).fields)
+    assert fields[0][0] == 0xA0, "a v3 certificate starts with the explicit [0] version"
+    signing_key = signer or key
+    assert isinstance(signing_key, ec.EllipticCurvePrivateKey)
+    return resign(certificate, signing_key, fields[1:])
+
+
+def make_v1_root(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed X.509 version 1 root: no extensions at all, so no BasicConstraints."""
+    v3, key = make_cert(common_name, ca=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert len(v3.extensions) == 0
+    root = x509.load_pem_x509_certificate(version_1(v3, key).encode())
+    assert root.version is x509.Version.v1
+    return root, key
 
 
 # --- the station
@@ -576,6 +604,28 @@ def _weak_ec() -> str:
     return pem(make_cert("Weak EC root", ec.generate_private_key(ec.SECP192R1()))[0])
 
 
+def _v1_with_extensions() -> str:
+    """Version 1 but carrying extensions, which only version 3 may have (RFC 5280 4.1.2.9)."""
+    v3, key = make_cert("v1 root with BasicConstraints")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return version_1(v3, key)
+
+
+def _v1_not_self_signed() -> str:
+    """A version 1 certificate naming itself as issuer but signed by another key."""
+    v3, key = make_cert("v1 impostor root", ca=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return version_1(v3, key, signer=ec_key())
+
+
+def _v1_issued_by_another() -> str:
+    """A version 1 certificate issued (and signed) by another CA: not a root."""
+    issuer = make_cert("Some v3 root")
+    v3, key = make_cert("v1 issued by another", issuer=issuer, ca=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return version_1(v3, key, signer=issuer[1])
+
+
 def _serial_of_21_octets() -> str:
     # RFC 5280 4.1.2.2: at most 20 octets; OCPP's serialNumber is at most 40 hex digits.
     return with_serial_octets(bytes([0x7F]) + bytes(range(1, 21)))
@@ -609,6 +659,9 @@ INVALID: dict[str, Callable[[], str]] = {
     "serial-zero": _zero_serial,
     "unknown-curve": with_unknown_curve,
     "duplicate-extension": with_duplicate_extension,
+    "v1-with-extensions": _v1_with_extensions,
+    "v1-bad-self-signature": _v1_not_self_signed,
+    "v1-issued-by-another-ca": _v1_issued_by_another,
 }
 
 
@@ -665,6 +718,45 @@ async def test_m05_non_ca_certificate_is_rejected(station: Station) -> None:
     leaf, _ = make_cert("Leaf", ca=False)
     response = await install(station, "ManufacturerRootCertificate", pem(leaf))
     assert response == invalid_certificate("a root certificate must be a CA certificate")
+
+
+async def test_m05_v3_root_without_basic_constraints_is_rejected(station: Station) -> None:
+    """Only version 1 certificates may be roots without BasicConstraints; a v3 one must say cA."""
+    v3, _ = make_cert("v3 without BasicConstraints", ca=None)
+    assert v3.version is x509.Version.v3
+    response = await install(station, "CSMSRootCertificate", pem(v3))
+    assert response == invalid_certificate("a root certificate must be a CA certificate")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_the_version_1_fixture_is_version_1_for_openssl_too(tmp_path: Path) -> None:
+    """The test's hand-made v1 certificate, as another X.509 parser reads it."""
+    root, _ = make_v1_root("v1 root for openssl")
+    out = subprocess.run(
+        ["openssl", "x509", "-noout", "-text"],
+        input=pem(root),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Version: 1 (0x0)" in out
+    assert "X509v3" not in out  # no extensions at all
+
+
+@pytest.mark.parametrize("certificate_type", ROOT_TYPES)
+async def test_m05_self_signed_version_1_root_is_accepted(
+    station: Station, certificate_type: str
+) -> None:
+    """A v1 root has no BasicConstraints; it is a trust anchor all the same (RFC 5280 §6.1)."""
+    root, _ = make_v1_root(f"v1 {certificate_type}")
+    assert await install(station, certificate_type, pem(root)) == {"status": "Accepted"}
+    assert stored(station) == [(certificate_type, der(root), None)]
+    assert await installed_ids(station, certificate_type) == {
+        "status": "Accepted",
+        "certificateHashDataChain": [chain(certificate_type, root)],
+    }
+    assert await delete(station, expected_hash_data(root, root)) == {"status": "Accepted"}
+    assert stored(station) == []
 
 
 async def test_m05_two_certificates_in_one_pem_are_rejected(station: Station) -> None:
@@ -851,6 +943,83 @@ async def test_installed_csms_root_is_a_trust_anchor(station: Station) -> None:
     assert station.certificates.trust_anchors() == []
 
 
+def _server_certificate(
+    issuer: tuple[x509.Certificate, PrivateKey], tmp_path: Path
+) -> tuple[Path, Path]:
+    """A v3 TLS server certificate for localhost issued by `issuer`: (PEM file, key file)."""
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    key = ec_key()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name("localhost"))
+        .issuer_name(issuer[0].subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        # What VERIFY_X509_STRICT wants of a leaf, so only the root can fail a strict check.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), False
+        )
+        .sign(issuer[1], hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "server.pem", tmp_path / "server.key"
+    cert_file.write_text(pem(certificate))
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return cert_file, key_file
+
+
+async def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> bytes:
+    """A real TLS handshake on loopback; the server's first bytes once it is done."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"verified")
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client, server_hostname="localhost"
+        )
+        data = await reader.read()
+        writer.close()
+        return data
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+async def test_an_installed_version_1_csms_root_verifies_the_csms_over_tls(
+    station: Station, tmp_path: Path
+) -> None:
+    """The v1 root installed by InstallCertificate, in the bridge's own TLS client context,
+    verifies a CSMS server certificate it issued; without it the same handshake fails."""
+    from bridge.transport.csms import tls_context
+
+    root = make_v1_root("v1 CSMS root")
+    assert await install(station, "CSMSRootCertificate", pem(root[0])) == {"status": "Accepted"}
+    cert_file, key_file = _server_certificate(root, tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+
+    client = tls_context("", station.certificates.trust_anchors())
+    # OpenSSL refuses a v1 CA under X509_STRICT ("invalid CA certificate"); Python 3.13's
+    # create_default_context() sets it, so the bridge's context must not.
+    assert not client.verify_flags & ssl.VERIFY_X509_STRICT
+    assert await _handshake(server, client) == b"verified"
+
+    other_root, _ = make_v1_root("v1 root of somebody else")
+    stranger = tls_context("", [der(other_root)])
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await _handshake(server, stranger)
+
+
 # --- childCertificateHashData
 
 
@@ -957,7 +1126,6 @@ async def test_a_subject_with_a_newline_cannot_forge_a_log_line(
 
 def test_cryptography_is_loaded_only_when_certificates_are_used(tmp_path: Path) -> None:
     """About 8 MB of memory that a station without certificates never needs."""
-    import subprocess
     import sys
 
     config = write_config(tmp_path / "bridge.toml", None)

@@ -58,7 +58,8 @@ def parse_root(pem: str) -> tuple[Certificate | None, Rejection | None]:
 
 def _check_root(certificate: Certificate) -> Rejection | None:
     """OCPP leaves "invalid" open; a root here must have a sane serial number, be in its
-    validity period, have an RSA or ECDSA key of OCPP's strength, be a CA and be self-signed."""
+    validity period, have an RSA or ECDSA key of OCPP's strength, be a CA (or a version 1
+    certificate) and be self-signed."""
     now = datetime.now(UTC)
     # RFC 5280 4.1.2.2: positive, at most 20 octets; CertificateHashData's serialNumber holds 40
     # hex digits, so a longer one would break every GetInstalledCertificateIds response.
@@ -77,16 +78,34 @@ def _check_root(certificate: Certificate) -> Rejection | None:
             return Rejection("InvalidCertificate", "an EC key must have at least 224 bits")
     else:
         return Rejection("InvalidCertificate", "the key must be RSA or ECDSA")
-    try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        constraints = None
-    if constraints is None or not constraints.ca:
-        return Rejection("InvalidCertificate", "a root certificate must be a CA certificate")
+    problem = _check_ca(certificate)
+    if problem is not None:
+        return problem
     try:
         certificate.verify_directly_issued_by(certificate)
     except (ValueError, TypeError, InvalidSignature):
         return Rejection("InvalidCertificate", "a root certificate must be self-signed")
+    return None
+
+
+def _check_ca(certificate: Certificate) -> Rejection | None:
+    """A v3 root must say it is a CA (BasicConstraints cA true). A version 1 certificate has no
+    extensions to say so: RFC 5280 §6.1.1 keeps trust anchor information outside the path, and
+    OpenSSL (the station's TLS stack) accepts a self-signed v1 certificate as a trust anchor, so
+    one is accepted as a root of any type (self-signed is checked next)."""
+    extensions = certificate.extensions
+    if certificate.version is x509.Version.v1:
+        if len(extensions):  # RFC 5280 §4.1.2.9: extensions exist only in version 3
+            return Rejection(
+                "InvalidCertificate", "a version 1 certificate must not carry extensions"
+            )
+        return None
+    try:
+        constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        return Rejection("InvalidCertificate", "a root certificate must be a CA certificate")
     return None
 
 

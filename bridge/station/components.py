@@ -211,8 +211,8 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
         source="runtime",
         constant=True,
     ),
-    # ReadWrite in the reference; here the OEM's fault reports own it, not the CSMS.
-    _var("ChargingStation", "Problem", T.boolean, "false", mutability=RO, source="runtime"),
+    # ReadWrite as in the reference: the CSMS may set it, e.g. to clear a problem it handled.
+    _var("ChargingStation", "Problem", T.boolean, "false"),
     # ClockCtrlr (B, heartbeat time source)
     _var("ClockCtrlr", "DateTime", T.dateTime, None, mutability=RO, source="runtime"),
     _var(
@@ -318,9 +318,10 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
     _var("OCPPCommCtrlr", "OfflineThreshold", T.integer, "60", unit="s", min_limit=0),
     _var("OCPPCommCtrlr", "QueueAllMessages", T.boolean, "false"),
     _var("OCPPCommCtrlr", "ResetRetries", T.integer, "3", min_limit=0),
-    _var("OCPPCommCtrlr", "RetryBackOffRandomRange", T.integer, "2", unit="s", min_limit=0),
+    # Seconds (OCPP-J 5.3), but neither the reference nor the OCPP appendix gives them a unit.
+    _var("OCPPCommCtrlr", "RetryBackOffRandomRange", T.integer, "2", min_limit=0),
     _var("OCPPCommCtrlr", "RetryBackOffRepeatTimes", T.integer, "2", min_limit=0),
-    _var("OCPPCommCtrlr", "RetryBackOffWaitMinimum", T.integer, "1", unit="s", min_limit=0),
+    _var("OCPPCommCtrlr", "RetryBackOffWaitMinimum", T.integer, "1", min_limit=0),
     _var("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", T.boolean, "true"),
     _var("OCPPCommCtrlr", "WebSocketPingInterval", T.integer, "30", unit="s", min_limit=0),
     # SampledDataCtrlr (J02)

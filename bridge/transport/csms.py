@@ -30,7 +30,8 @@ def tls_context(
     """A client context that trusts `ca_file` and the DER `roots` only (no system store), with a
     client certificate when given (security profile 3); ConnectFailure when it cannot be made."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # A00.FR.318: TLS 1.2 or higher
+    # A00.FR.313 (profile 2), A00.FR.416 (profile 3): TLS 1.2 or higher
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     try:

@@ -30,7 +30,7 @@ def check_connection_data(data: dict[str, Any], current_profile: int) -> Rejecti
     if profile not in (0, 1, 2, 3):
         return Rejection("InvalidValue", "securityProfile must be 0, 1, 2 or 3")
     if profile < current_profile:
-        # A05.FR.xx / B09: the security profile of a connection is never lowered.
+        # B09.FR.04 / A00.FR.005: the security profile of a connection is never lowered.
         return Rejection(
             "NoSecurityDowngrade",
             f"securityProfile {profile} is lower than the current {current_profile}",

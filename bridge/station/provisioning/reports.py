@@ -77,13 +77,14 @@ def matches(variable: Variable, wanted: dict[str, Any]) -> bool:
     if "instance" in component and _fold(component["instance"]) != _fold(ref.instance):
         return False
     evse = component.get("evse")
-    if evse is not None:  # FR.22/23: absent evse → every EVSE and none; absent connectorId → all
+    # B08.FR.22/23: absent evse → every EVSE and none; absent connectorId → every connector
+    if evse is not None:
         if evse["id"] != ref.evse:
             return False
         if "connectorId" in evse and evse["connectorId"] != ref.connector:
             return False
     wanted_variable = wanted.get("variable")
-    if wanted_variable is None:  # FR.20: every variable of the component
+    if wanted_variable is None:  # B08.FR.20: every variable of the component
         return True
     definition = variable.definition
     if _fold(wanted_variable["name"]) != _fold(definition.name):
@@ -127,7 +128,7 @@ class Reports:
                 f"ItemsPerMessage[GetReport] is {items_limit}",
             )
         bytes_limit = dm.int_value("DeviceDataCtrlr.BytesPerMessage[GetReport]")
-        if bytes_limit and request.size > bytes_limit:
+        if bytes_limit and request.size > bytes_limit:  # B08.FR.18
             raise OcppError("FormatViolation", "GetReport exceeds BytesPerMessage[GetReport]")
         if not self.queue.connected:  # B08.FR.16
             return _NO_CONNECTION.answer("Rejected")
@@ -143,18 +144,29 @@ class Reports:
         return self._accepted(payload["requestId"], variables)
 
     def _components_meeting(self, criteria: list[str]) -> Iterable[ComponentRef]:
-        by_component: dict[ComponentRef, dict[str, str | None]] = {}
+        """B08.FR.07-10: the components meeting at least one criterion.
+
+        "The variable Available" of a component is every variable of that name, whatever its
+        instance: TariffCostCtrlr has only Available[Tariff] and Available[Cost]. The component
+        has the variable set to true when any of them reads true, and does not have it when
+        none exists (then it meets Active, Available and Enabled, B08.FR.07-09, but not
+        Problem, B08.FR.10).
+        """
+        wanted = {c.casefold() for c in criteria}
+        # component -> criterion (casefolded) -> the Actual values of its variables of that name
+        by_component: dict[ComponentRef, dict[str, list[str | None]]] = {}
         for variable in self.device_model:
             values = by_component.setdefault(variable.component, {})
-            if variable.definition.instance is None:
-                values[variable.definition.name] = variable.read()
+            name = variable.definition.name.casefold()
+            if name in wanted:
+                values.setdefault(name, []).append(variable.read())
         for component, values in by_component.items():
             for criterion in criteria:
-                value = values.get(criterion)
+                found = values.get(criterion.casefold())
                 if criterion == "Problem":
-                    met = value == "true"  # FR.10: only components with a problem
+                    met = found is not None and "true" in found  # B08.FR.10
                 else:
-                    met = value is None or value == "true"  # FR.07-09: true, or not reported
+                    met = found is None or "true" in found  # B08.FR.07-09
                 if met:
                     yield component
                     break

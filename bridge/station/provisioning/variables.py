@@ -17,7 +17,12 @@ log = logging.getLogger(__name__)
 def _check_message_limits(
     device_model: DeviceModel, kind: str, items: list[Any], request: Request
 ) -> None:
-    """B05.FR.xx / B06.FR.xx: refuse a request over ItemsPerMessage or BytesPerMessage."""
+    """Refuse a request over ItemsPerMessage or BytesPerMessage with a CALLERROR.
+
+    GetVariables: B06.FR.16 (OccurrenceConstraintViolation) and B06.FR.17 (FormatViolation).
+    SetVariables: B05.FR.11 tells the CSMS to stay within these limits; the station answers a
+    request over them as B06.FR.16/17 say.
+    """
     items_limit = device_model.int_value(f"DeviceDataCtrlr.ItemsPerMessage[{kind}]")
     if items_limit and len(items) > items_limit:
         raise OcppError(
@@ -42,8 +47,9 @@ class Provisioning:
         self.network_profiles = network_profiles
 
     def _result(self, item: dict[str, Any]) -> tuple[dict[str, Any], str, Variable | str]:
-        """A Get/SetVariableResult echoing the item (B05/B06.FR.02/03; Actual by default,
-        .FR.11/12), the attribute type, and the variable or UnknownComponent/UnknownVariable."""
+        """A Get/SetVariableResult echoing the item (B05.FR.02/03, B06.FR.02/03; Actual by
+        default, B05.FR.12, B06.FR.11), the attribute type, and the variable or
+        UnknownComponent/UnknownVariable."""
         attribute = item.get("attributeType", "Actual")
         result = {
             "attributeStatus": "Accepted",
@@ -68,7 +74,7 @@ class Provisioning:
         elif attribute not in found.definition.attributes:
             result["attributeStatus"] = "NotSupportedAttributeType"
         elif found.definition.mutability is Mutability.WriteOnly:
-            # B06.FR.xx: the value of a WriteOnly variable is never returned.
+            # B06.FR.09: the value of a WriteOnly variable is never returned.
             result["attributeStatus"] = "Rejected"
             why = Rejection("WriteOnly", f"{found.key} is write-only")
             result["attributeStatusInfo"] = why.status_info()
