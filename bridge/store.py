@@ -60,6 +60,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         queued_at  TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE oem_value (               -- the OEM's last applied device_model answer, by field
+        field    TEXT PRIMARY KEY,         -- identity, model, vendor, ..., evses, components
+        value    TEXT NOT NULL,            -- JSON (never the password: that is a variable)
+        replaces TEXT                      -- the configuration file's value it took over from
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -300,6 +307,33 @@ class Store:
 
     def applied_config(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, digest FROM config_applied").fetchall())
+
+    def delete_variable_values(self, variables: Iterable[str]) -> None:
+        """Forget every stored attribute of these variables (e.g. a removed OEM component's)."""
+        with self.transaction() as db:
+            db.executemany(
+                "DELETE FROM variable_attribute WHERE variable = ?", [(v,) for v in variables]
+            )
+
+    # --- the OEM's device_model answer
+
+    def oem_values(self) -> dict[str, tuple[str, str | None]]:
+        """field -> (value as JSON, the configuration value it replaced)."""
+        rows = self._db.execute("SELECT field, value, replaces FROM oem_value")
+        return {field: (value, replaces) for field, value, replaces in rows}
+
+    def save_oem_values(
+        self, rows: Iterable[tuple[str, str, str | None]], deleted: Iterable[str] = ()
+    ) -> None:
+        """Write (field, JSON value, replaced configuration value) rows; delete `deleted`."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO oem_value(field, value, replaces) VALUES (?, ?, ?) "
+                "ON CONFLICT(field) DO UPDATE SET value = excluded.value, "
+                "replaces = excluded.replaces",
+                rows,
+            )
+            db.executemany("DELETE FROM oem_value WHERE field = ?", [(f,) for f in deleted])
 
     # --- certificates
 

@@ -26,6 +26,7 @@ from bridge.station.device_model import DeviceModel
 from bridge.station.dispatcher import Dispatcher, schema_call_error
 from bridge.station.effects import Effect, Effects, Publish, Send
 from bridge.station.message_queue import MessageQueue, Outgoing
+from bridge.station.oem_device_model import OemDeviceModel
 from bridge.station.provisioning.boot import Registration
 from bridge.station.provisioning.network_profiles import NetworkProfiles
 from bridge.station.provisioning.reports import Reports
@@ -56,11 +57,12 @@ class Station:
         station = settings.station
         self.effects = Effects()
         self.clock = Clock()
-        self.identity = station.id
-        self.device_model = dm = DeviceModel.build(station.evses, store)
+        # The OEM's last applied device_model answer (identity, boot fields, EVSEs, components).
+        self.oem_device_model = oem = OemDeviceModel(station, store)
+        self.identity = oem.identity
+        self.device_model = dm = DeviceModel.build(station.evses, store, oem.variables)
+        oem.attach(dm)
         dm.bind("SecurityCtrlr.Identity", lambda: self.identity)
-        dm.bind("ChargingStation.Model", lambda: station.model)
-        dm.bind("ChargingStation.VendorName", lambda: station.vendor)
         dm.bind("ClockCtrlr.DateTime", self.clock.timestamp)
         dm.add_validator(PASSWORD, check_password)
         self.certificates = CertificateStore(store, dm)
@@ -81,6 +83,7 @@ class Station:
         self.registration = Registration(
             station, dm, self.availability, self.queue, self.clock, self.effects, monotonic
         )
+        self.registration.charging_station = oem.charging_station
         self.reports = Reports(dm, self.queue, self.clock)
         self.remote_control = RemoteControl(self.registration, self.availability, self.queue)
         self.connectivity = Connectivity(
@@ -242,9 +245,16 @@ class Station:
         """The answer to an AskOem effect (no block asks yet)."""
         log.info("OEM answer for %s: %s", key, type(reply).__name__)
 
-    def apply_device_model(self, data: dict[str, Any]) -> None:
-        """The OEM's device_model answer (SESSION_API.md)."""
-        log.info("device_model from the OEM: %d EVSEs", len(data.get("evses", [])))
+    def apply_device_model(self, data: dict[str, Any]) -> bool:
+        """The OEM's device_model answer: checked whole, then applied like the configuration
+        file (bridge.station.oem_device_model); False when it was refused (nothing changed)."""
+        return self.oem_device_model.apply(self, data)
+
+    def evse_number(self, evse_id: str) -> int | None:
+        """The OCPP EVSE id a session message's `evse_id` names: through the OEM's iso15118_id
+        mapping when it gave one, else the decimal OCPP id; None when the station has no such
+        EVSE."""
+        return self.oem_device_model.evse_number(evse_id)
 
     def status_and_limits(self, data: dict[str, Any]) -> None:
         """The OEM's cs_status_and_limits (its answer at start, or an update): each EVSE's

@@ -41,12 +41,16 @@ class ComponentRef:
 
     @property
     def text(self) -> str:
-        """`OCPPCommCtrlr`, `EVSE[1]`, `Connector[1,2]`, `Foo[bar]`."""
-        if self.name == EVSE and self.evse is not None:
+        """`OCPPCommCtrlr`, `EVSE[1]`, `Connector[1,2]`, `Foo[bar]`, `Meter@EVSE[1]`."""
+        if self.name == EVSE and self.evse is not None and self.connector is None:
             return f"{EVSE}[{self.evse}]"
-        if self.name == CONNECTOR and self.evse is not None:
+        if self.name == CONNECTOR and self.evse is not None and self.connector is not None:
             return f"{CONNECTOR}[{self.evse},{self.connector}]"
-        return self.name + (f"[{self.instance}]" if self.instance else "")
+        text = self.name + (f"[{self.instance}]" if self.instance else "")
+        if self.evse is not None:  # another component on an EVSE (an OEM's): `Meter@EVSE[1]`
+            name = EVSE if self.connector is None else CONNECTOR
+            text += "@" + ComponentRef(name, evse=self.evse, connector=self.connector).text
+        return text
 
     def to_ocpp(self) -> dict[str, Any]:
         """ComponentType as JSON."""
@@ -82,6 +86,15 @@ def component_key(component: dict[str, Any]) -> ComponentKey:
 
 def variable_key(variable: dict[str, Any]) -> VariableKey:
     return (_fold(variable["name"]), _fold(variable.get("instance")))
+
+
+def _component_key(variable: Variable) -> ComponentKey:
+    c = variable.component
+    return (_fold(c.name), _fold(c.instance), c.evse, c.connector)
+
+
+def _variable_key(variable: Variable) -> VariableKey:
+    return (_fold(variable.definition.name), _fold(variable.definition.instance))
 
 
 class Rejection(NamedTuple):
@@ -193,16 +206,18 @@ Listener = Callable[["Variable", str, str], None]
 class DeviceModel:
     """All variables of the station, indexed by component and variable (case-insensitively)."""
 
-    def __init__(self, variables: Iterable[Variable], store: Store) -> None:
+    def __init__(
+        self, variables: Iterable[Variable], store: Store, extra: Iterable[Variable] = ()
+    ) -> None:
         self._store = store
         self._components: dict[ComponentKey, dict[VariableKey, Variable]] = {}
         self._by_key: dict[str, Variable] = {}
-        for variable in variables:
-            c = variable.component
-            ckey = (_fold(c.name), _fold(c.instance), c.evse, c.connector)
-            vkey = (_fold(variable.definition.name), _fold(variable.definition.instance))
-            self._components.setdefault(ckey, {})[vkey] = variable
-            self._by_key[variable.key.casefold()] = variable
+        self._index(variables)
+        for variable in extra:
+            if self.clash(variable) is not None:
+                log.warning("%s is already a variable of this station; dropped", variable.key)
+                continue
+            self._index([variable])
         self._validators: dict[str, list[Validator]] = {}
         self._listeners: list[Listener] = []
         for (key, attribute), value in store.variable_values().items():
@@ -212,9 +227,18 @@ class DeviceModel:
                 continue
             stored.values[attribute] = value
 
+    def _index(self, variables: Iterable[Variable]) -> None:
+        for variable in variables:
+            self._components.setdefault(_component_key(variable), {})[_variable_key(variable)] = (
+                variable
+            )
+            self._by_key[variable.key.casefold()] = variable
+
     @classmethod
-    def build(cls, evses: list[int], store: Store) -> DeviceModel:
-        """The standardized components, one EVSE per entry of `evses` with that many connectors."""
+    def build(cls, evses: list[int], store: Store, extra: Iterable[Variable] = ()) -> DeviceModel:
+        """The standardized components, one EVSE per entry of `evses` with that many connectors,
+        and `extra` variables with their values (the OEM's components); an extra one with the
+        address or key of a standardized variable is dropped with a warning."""
         variables = [Variable(ComponentRef(d.component), d) for d in STATION_VARIABLES]
         for evse_id, connectors in enumerate(evses, start=1):
             variables += [Variable(ComponentRef(EVSE, evse=evse_id), d) for d in EVSE_VARIABLES]
@@ -226,7 +250,44 @@ class DeviceModel:
             variable.values["Actual"] = definition.default
             if "MaxSet" in definition.extra_attributes and definition.max_limit is not None:
                 variable.values["MaxSet"] = str(definition.max_limit)
-        return cls(variables, store)
+        return cls(variables, store, extra)
+
+    # --- variables added after build (the OEM's components)
+
+    def clash(self, variable: Variable) -> Variable | None:
+        """The variable already here under the same address or the same key, if any."""
+        same = self._components.get(_component_key(variable), {}).get(_variable_key(variable))
+        return same if same is not None else self._by_key.get(variable.key.casefold())
+
+    def add(self, variables: Iterable[Variable]) -> None:
+        """Add variables (with their values); stored values of theirs are loaded as at build.
+
+        ValueError when one has the address or key of a variable already here (nothing added).
+        """
+        added = list(variables)
+        keys = [v.key.casefold() for v in added]
+        if len(set(keys)) != len(keys) or any(self.clash(v) is not None for v in added):
+            raise ValueError("a variable with this address or key exists already")
+        if any(v.definition.source == "stored" for v in added):
+            by_key = {key: v for key, v in zip(keys, added, strict=True)}
+            for (key, attribute), value in self._store.variable_values().items():
+                stored = by_key.get(key.casefold())
+                if stored is not None and stored.definition.source == "stored":
+                    stored.values[attribute] = value
+        self._index(added)
+
+    def remove(self, variables: Iterable[Variable]) -> None:
+        """Take variables out (their stored values stay in the store: the caller decides)."""
+        for variable in variables:
+            ckey = _component_key(variable)
+            component = self._components.get(ckey, {})
+            if component.get(_variable_key(variable)) is variable:
+                del component[_variable_key(variable)]
+                if not component:
+                    del self._components[ckey]
+            if self._by_key.get(variable.key.casefold()) is variable:
+                del self._by_key[variable.key.casefold()]
+                self._validators.pop(variable.key, None)
 
     # --- lookup
 

@@ -75,6 +75,8 @@ class Registration:
         self.on_accepted: list[Callable[[], None]] = []
         self._disconnected_at: float | None = None
         self._boot_in_flight = False
+        # What BootNotification says the station is (the station sets the OEM's device_model).
+        self.charging_station: Callable[[], dict[str, Any]] = self._configured_station
         device_model.on_change(self._variable_changed)
 
     @property
@@ -132,13 +134,16 @@ class Registration:
     # --- B01-B03: BootNotification until Accepted
 
     def boot_payload(self) -> dict[str, Any]:
+        return {"chargingStation": self.charging_station(), "reason": self.reason}
+
+    def _configured_station(self) -> dict[str, Any]:
         station = self.settings
         charging_station: dict[str, Any] = {"model": station.model, "vendorName": station.vendor}
         if station.serial_number:
             charging_station["serialNumber"] = station.serial_number
         if station.firmware_version:
             charging_station["firmwareVersion"] = station.firmware_version
-        return {"chargingStation": charging_station, "reason": self.reason}
+        return charging_station
 
     def _send_boot(self) -> None:
         if self._boot_in_flight:
