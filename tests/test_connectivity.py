@@ -141,3 +141,23 @@ def test_set_ocpp_network_connection_checks_then_switches(tmp_path: Path) -> Non
     t = target(s)
     assert (t.slot, t.url, t.security_profile) == (2, "ws://two.example/ocpp/CP001", 1)
     assert s.device_model.value("OCPPCommCtrlr.NetworkConfigurationPriority") == "2,1"
+
+
+def test_the_identity_from_set_ocpp_network_connection_survives_a_restart(tmp_path: Path) -> None:
+    settings = load_settings(
+        write_config(tmp_path / "bridge.toml", None, csms='url = "ws://one.example/ocpp"')
+    )
+    store = Store(tmp_path / "bridge.db")
+    s = Station(settings, store)
+    answer = s.set_network_connection(
+        {"csms_url": "ws://two.example/ocpp", "security_profile": 0, "identity": "CP-NEW-7"}
+    )
+    assert answer == {"status": "accepted"}
+    assert target(s).url == "ws://two.example/ocpp/CP-NEW-7"
+    store.close()
+    store = Store(tmp_path / "bridge.db")
+    again = Station(settings, store)
+    assert again.identity == "CP-NEW-7"
+    assert again.device_model.value("SecurityCtrlr.Identity") == "CP-NEW-7"
+    assert target(again).url == "ws://two.example/ocpp/CP-NEW-7"
+    store.close()

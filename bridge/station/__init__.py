@@ -259,7 +259,7 @@ class Station:
     def status_and_limits(self, data: dict[str, Any]) -> None:
         """The OEM's cs_status_and_limits (its answer at start, or an update): each EVSE's
         condition; StatusNotification for every connector that changed (G01) and, for a
-        fault, NotifyEvent on the EVSE's Problem (SESSION_API.md)."""
+        fault, NotifyEvent on the EVSE's Problem."""
         for entry in data["evses"]:
             evse = self.evse_number(entry["evse_id"])
             if evse is None:
@@ -295,14 +295,6 @@ class Station:
         }
         return {"generatedAt": now, "seqNo": 0, "eventData": [event]}
 
-    def evse_number(self, evse_id: str) -> int | None:
-        """The OCPP EVSE id that a session message's `evse_id` names (SESSION_API.md): the
-        decimal OCPP id; None when the station has no such EVSE."""
-        if not (isinstance(evse_id, str) and evse_id.isascii() and evse_id.isdigit()):
-            return None
-        number = int(evse_id)
-        return number if 1 <= number <= len(self.settings.station.evses) else None
-
     # --- the OEM's session requests
 
     def set_network_connection(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -312,7 +304,8 @@ class Station:
             log.info("set_ocpp_network_connection rejected: %s", why.info)
             return {"status": "rejected", "reason": f"{why.reason}: {why.info}"}
         identity = data.get("identity")
-        if identity:
+        if identity and identity != self.identity:
+            self.oem_device_model.set_identity(identity)
             self.identity = identity
         return {"status": "accepted"}
 

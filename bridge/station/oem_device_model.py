@@ -138,6 +138,7 @@ class OemDeviceModel:
 
     def __init__(self, settings: StationSettings, store: Store) -> None:
         self.settings = settings
+        self._store = store
         self._values: dict[str, Any] = {}
         superseded = []
         for name, (text, replaces) in store.oem_values().items():
@@ -179,6 +180,12 @@ class OemDeviceModel:
     @property
     def identity(self) -> str:
         return str(self._value("identity"))
+
+    def set_identity(self, identity: str) -> None:
+        """A new identity from the OEM's set_ocpp_network_connection: kept like the device
+        model's (until the file's [station] id or the OEM's device_model changes it)."""
+        self._store.save_oem_values([("identity", json.dumps(identity), self.settings.id)])
+        self._values["identity"] = identity
 
     @property
     def model(self) -> str:
@@ -388,7 +395,7 @@ class OemDeviceModel:
             if iso in by_iso:
                 raise Refused(f"{where}.iso15118_id: another EVSE has the same one")
             if _DECIMAL_ID.fullmatch(iso) and int(iso) != ocpp_id:
-                # SESSION_API: the decimal form always names that OCPP EVSE.
+                # The decimal form always names that OCPP EVSE (the session API).
                 raise Refused(f"{where}.iso15118_id: a decimal id must be the EVSE's own ocpp_id")
             by_iso[iso] = ocpp_id
             watts = _watts(entry.get("power_kw"))
