@@ -282,10 +282,11 @@ def queued_rows(store_path: Path) -> int:
 
 
 def config_file(directory: Path, mqtt_port: int, csms_url: str, max_queued: int) -> Path:
-    """_common.bridge_config, with `[storage] max_queued` and `[oem] startup_timeout = 0`."""
+    """_common.bridge_config (which already has `[oem] startup_timeout = 0`), with
+    `[storage] max_queued`."""
     config = bridge_config(directory, mqtt_port, csms_url)
     text = config.read_text().replace("[storage]\n", f"[storage]\nmax_queued = {max_queued}\n")
-    config.write_text(text + "\n[oem]\nstartup_timeout = 0\n")
+    config.write_text(text)
     return config
 
 
