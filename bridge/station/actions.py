@@ -6,6 +6,7 @@ by the service".
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Final
 
 from bridge.versions import OCPP201
@@ -82,10 +83,12 @@ OWNED: Final[dict[str, frozenset[str]]] = {
 TRANSACTION_RELATED: Final = frozenset({"TransactionEvent", "SecurityEventNotification"})
 
 
+@cache
 def implemented(version: str) -> frozenset[str]:
     return IMPLEMENTED.get(version, frozenset())
 
 
+@cache
 def forwarded(version: str) -> frozenset[str]:
     """Station -> CSMS actions the OEM may send through ocpp_message (the bridge sends them to
     the CSMS as its own CALL); DataTransfer too."""
