@@ -59,7 +59,6 @@ class Bridge:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._helpers: set[asyncio.Task[Any]] = set()
-        self.started = asyncio.Event()  # the start-up exchange with the OEM is over
         self._mqtt_up = asyncio.Event()  # the broker was connected (at least once)
 
     async def __aenter__(self) -> Bridge:
@@ -109,7 +108,6 @@ class Bridge:
         self._spawn(self._ask_status_and_limits())
         self.mqtt_api.service_status = "ready"
         self._publish_service_status()
-        self.started.set()
         await self.csms.run()
 
     async def _ask_device_model(self, answered: asyncio.Event) -> None:

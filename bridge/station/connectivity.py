@@ -41,7 +41,6 @@ from bridge.versions import OCPP201, PROFILE_VERSION
 log = logging.getLogger(__name__)
 
 PASSWORD: Final = "SecurityCtrlr.BasicAuthPassword"  # noqa: S105 - a variable name
-IDENTITY: Final = "SecurityCtrlr.Identity"
 NO_PROFILE_WAIT: Final = 5.0  # seconds between looks for a usable network profile
 # A01: wait this long (plus up to as much again) before reconnecting with a new password.
 PASSWORD_RECONNECT_DELAY: Final = 1.0

@@ -50,9 +50,6 @@ class Dispatcher:
     def implemented(self, version: str = versions.OCPP201) -> list[str]:
         return sorted(action for v, action in self._handlers if v == version)
 
-    def handles(self, version: str, action: str) -> bool:
-        return (version, action) in self._handlers
-
     @staticmethod
     def unhandled(version: str, action: str) -> CallError:
         """The CallError for a CALL no handler executes."""
