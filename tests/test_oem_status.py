@@ -18,6 +18,7 @@ from tests.conftest import (
     Oem,
     oem_client,
     oem_mqtt_client,
+    running_bridge,
     write_config,
 )
 from tests.test_oem_link import accepted, bridge_with
@@ -181,22 +182,20 @@ async def test_set_ocpp_network_connection_switches_the_csms(
 async def test_an_update_with_an_unknown_field_is_dropped(
     tmp_path: Path, broker: Broker, oem: Oem
 ) -> None:
-    async with bridge_with(tmp_path, broker, "ws://127.0.0.1:9/ocpp") as bridge:
-        await oem.send(
-            {
+    config = write_config(tmp_path / "bridge.toml", broker, evses="[1, 1]")
+    async with running_bridge(config) as bridge:
+
+        def update(evse_id: str, **extra: Any) -> dict[str, Any]:
+            data = {"evses": [{"evse_id": evse_id, "status_code": "evse_shutdown"}], **extra}
+            return {
                 "id": str(uuid.uuid4()),
                 "name": "cs_status_and_limits",
                 "type": "update",
-                "data": {"evses": [{"evse_id": "1", "status_code": "evse_malfunction"}], "x": 1},
+                "data": data,
             }
-        )
-        await oem.send(
-            {
-                "id": str(uuid.uuid4()),
-                "name": "cs_status_and_limits",
-                "type": "update",
-                "data": {"evses": [{"evse_id": "1", "status_code": "evse_shutdown"}]},
-            }
-        )
+
+        await oem.send(update("1", x=1))  # an unknown field: dropped, EVSE 1 stays Available
+        await oem.send(update("2"))  # sent after it: once it is applied, the first was handled
         dm = bridge.station.device_model
-        await until(lambda: dm.value("Connector[1,1].AvailabilityState") == "Unavailable")
+        await until(lambda: dm.value("Connector[2,1].AvailabilityState") == "Unavailable")
+        assert dm.value("Connector[1,1].AvailabilityState") == "Available"
