@@ -82,7 +82,7 @@ NAGLE_REQUESTS = 100
 ECHO_IN_FLIGHT, ECHO_QUEUED = 64, 1000
 ANSWER_TIMEOUT = 10.0  # s without any answer before the missing ones count as failures
 
-# Targets from the issue.
+# The project's performance targets (docs/BENCHMARKS.md).
 TARGET_RATIO = 1.3  # bridge p50 / echo p50
 TARGET_RATE = 2000.0  # requests/s, pipelined
 TARGET_P50_MS = 2.0

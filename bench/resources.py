@@ -84,7 +84,7 @@ WINDOW = 200  # unanswered requests at most
 ANSWER_TIMEOUT = 10.0  # s without any answer before the missing ones count as failures
 STATUS_FILE = "ocpp-bridge.status.json"  # bridge.health.FILE_NAME, next to the store
 
-# Targets from the issue.
+# The project's performance targets (docs/BENCHMARKS.md).
 TARGET_RSS_RATIO = 1.2  # bridge RSS at idle / bare RSS at idle
 TARGET_GROWTH_MB = 5.0  # RSS after N requests - RSS after the warm-up
 TARGET_IDLE_CPU = 1.0  # % of one core over the idle window
