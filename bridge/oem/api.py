@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from bridge import schemas, versions
+from bridge import __version__, schemas, versions
 from bridge.oem import envelope
 from bridge.oem.link import OemAnswer, OemLink, OemNoAnswer
 from bridge.rpc import CallError, CallResult, NoAnswer, Outcome
@@ -67,8 +67,6 @@ class MqttApi:
         self._updates[name] = handler
 
     def service_status_data(self, status: str | None = None) -> Data:
-        from bridge import __version__
-
         return {
             "service": "ocpp",
             "software_version": __version__,

@@ -46,6 +46,11 @@ FORWARD = "oem:"  # origin prefix of messages the OEM sent through ocpp_message
 AskOem = Callable[[str, dict[str, Any], float | None], Awaitable[OemReply]]
 
 
+def _sentence(text: str) -> str:
+    """An outcome's description as the sentence of a CallError."""
+    return text[:1].upper() + text[1:]
+
+
 class Station:
     """Everything the station knows, built from the configuration over one store."""
 
@@ -199,9 +204,7 @@ class Station:
             return schema_call_error(errors, f"{request.action} payload")
         queued = self.queue.put(request.action, payload, FORWARD + request.message_id)
         if isinstance(queued, NoAnswer):
-            return CallError(
-                "GenericError", queued.description[:1].upper() + queued.description[1:]
-            )
+            return CallError("GenericError", _sentence(queued.description))
         return queued
 
     # --- CSMS CALLs the OEM answers ([oem] delegate)
@@ -220,7 +223,7 @@ class Station:
             None,
         )
         if not isinstance(reply, OemAnswer):
-            raise OcppError("GenericError", reply.description[:1].upper() + reply.description[1:])
+            raise OcppError("GenericError", _sentence(reply.description))
         data = reply.data
         if data.get("message_type") == "CallError":
             code = data.get("error_code")
@@ -274,9 +277,7 @@ class Station:
                 continue
             log.info("EVSE %d: %s (%s)", evse, state, entry.get("status_code"))
             if self.registration.accepted and self.queue.connected:
-                for connector in changed:
-                    payload = self.availability.status_notification(connector)
-                    self.queue.put("StatusNotification", payload, "status")
+                self.registration.send_statuses(changed)
                 if state == "Faulted":
                     self.queue.put("NotifyEvent", self._problem_event(evse, entry), "event")
 

@@ -173,7 +173,7 @@ class Registration:
                     self._set_heartbeat_interval(interval)
                 self.queue.accepted = True
                 self._now_accepted()
-                self._send_statuses(self.availability.connectors)  # B01.FR.05
+                self.send_statuses(self.availability.connectors)  # B01.FR.05
                 self._schedule_heartbeat()
                 return
             if interval > 0:  # B02.FR.08 / B03.FR.06
@@ -200,14 +200,15 @@ class Registration:
         offline = now - (self._disconnected_at if self._disconnected_at is not None else now)
         threshold = self.device_model.int_value("OCPPCommCtrlr.OfflineThreshold")
         if offline > threshold:  # B04.FR.01
-            self._send_statuses(self.availability.connectors)
+            self.send_statuses(self.availability.connectors)
         else:  # B04.FR.02
-            self._send_statuses(self.availability.changed())
+            self.send_statuses(self.availability.changed())
 
-    def _send_statuses(self, connectors: list[ConnectorId], triggered: bool = False) -> None:
+    def send_statuses(self, connectors: list[ConnectorId]) -> None:
+        """StatusNotification of these connectors (G01); the answers mark them reported."""
         for connector in connectors:
             payload = self.availability.status_notification(connector)
-            self.queue.put("StatusNotification", payload, "status", triggered=triggered)
+            self.queue.put("StatusNotification", payload, "status")
 
     # --- G02: heartbeat
 
