@@ -347,6 +347,17 @@ def git_revision() -> str:
     return (head or "?") + (" + uncommitted changes in bridge/" if status.strip() else "")
 
 
+def column_table(
+    titles: list[str], cells: list[list[tuple[str, str]]], label_width: int, width: int
+) -> list[str]:
+    """The side-by-side table every report prints: a title row, then one row per label, each
+    column's value right-aligned (`cells[c]` is column c's (label, value) rows)."""
+    lines = [f"{'':{label_width}}" + "".join(f"{t:>{width}}" for t in titles)]
+    for i, (label, _) in enumerate(cells[0]):
+        lines.append(f"{label:{label_width}}" + "".join(f"{rows[i][1]:>{width}}" for rows in cells))
+    return lines
+
+
 def header_lines(title: str, *lines: str) -> list[str]:
     """A report's first lines: `title`, date, machine, python, then `lines`, then the command."""
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

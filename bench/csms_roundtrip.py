@@ -60,6 +60,7 @@ from _common import (
     Sequential,
     bridge_config,
     bridge_log_report,
+    column_table,
     cpu_seconds,
     free_port,
     git_revision,
@@ -502,11 +503,8 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
         f"request: GetVariables, {len(VARIABLES)} variables, {len(frame)} bytes; "
         f"{args.requests} sequential after {WARM_UP} warm-up, one connection",
         "",
-        f"{'':38}" + "".join(f"{c.title:>15}" for c in columns),
+        *column_table([c.title for c in columns], [column_rows(c) for c in columns], 38, 15),
     ]
-    cells = [column_rows(c) for c in columns]
-    for i, (label, _) in enumerate(cells[0]):
-        lines.append(f"{label:38}" + "".join(f"{rows[i][1]:>15}" for rows in cells))
 
     bare, bridge = columns[0], columns[1]
     lines += bridge_log_report(bridge.log)

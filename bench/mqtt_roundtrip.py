@@ -56,6 +56,7 @@ from _common import (
     Sequential,
     bridge_config,
     bridge_log_report,
+    column_table,
     cpu_seconds,
     free_port,
     git_revision,
@@ -453,11 +454,10 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
         f"sequential {args.requests} after {WARM_UP} warm-up; "
         f"pipelined {args.pipelined}, window {WINDOW}",
         "",
-        f"{'':36}" + "".join(f"{title:>16}" for title, _ in columns),
+        *column_table(
+            [title for title, _ in columns], [column_rows(c) for _, c in columns], 36, 16
+        ),
     ]
-    cells = [column_rows(c) for _, c in columns]
-    for i, (label, _) in enumerate(cells[0]):
-        lines.append(f"{label:36}" + "".join(f"{rows[i][1]:>16}" for rows in cells))
 
     if results.nagle:
         nagle = results.nagle

@@ -71,6 +71,7 @@ from _common import (
     Processes,
     bridge_config,
     bridge_log_report,
+    column_table,
     cpu_seconds,
     free_port,
     git_revision,
@@ -508,11 +509,8 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
         f"bridge's queue: filled before its start with MessageQueue.put (origin oem:bench-<i>) in "
         f"one store transaction, {num(results.fill_seconds, 2)} s",
         "",
-        f"{'':40}" + "".join(f"{c.title:>15}" for c in columns),
+        *column_table([c.title for c in columns], [column_rows(c) for c in columns], 40, 15),
     ]
-    cells = [column_rows(c) for c in columns]
-    for i, (label, _) in enumerate(cells[0]):
-        lines.append(f"{label:40}" + "".join(f"{rows[i][1]:>15}" for rows in cells))
 
     empty, full = results.idle
     lines += [
