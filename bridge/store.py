@@ -18,8 +18,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
+from bridge import jsontext
 from bridge.timeutil import ocpp_timestamp
 
 # Each entry migrates the schema from version N to N+1; never edit a released one, append.
@@ -66,6 +67,31 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         value    TEXT NOT NULL,            -- JSON (never the password: that is a variable)
         replaces TEXT                      -- the configuration file's value it took over from
     ) WITHOUT ROWID;
+    """,
+    """
+    CREATE TABLE local_auth_list (         -- LocalAuthListCtrlr (D01): the CSMS's SendLocalList
+        id_token      TEXT NOT NULL,
+        type          TEXT NOT NULL,       -- IdTokenEnumType
+        id_token_info TEXT NOT NULL,       -- IdTokenInfoType as JSON
+        PRIMARY KEY (id_token, type)
+    ) WITHOUT ROWID;
+    CREATE TABLE auth_cache (              -- AuthCacheCtrlr (C10): answers the CSMS gave
+        id_token      TEXT NOT NULL,
+        type          TEXT NOT NULL,
+        id_token_info TEXT NOT NULL,       -- IdTokenInfoType as JSON
+        cached_at     REAL NOT NULL,       -- seconds since the epoch
+        used_at       REAL NOT NULL,       -- for the least-recently-used policy
+        PRIMARY KEY (id_token, type)
+    ) WITHOUT ROWID;
+    CREATE TABLE station_value (           -- small station state: local list version, ...
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL                -- JSON
+    ) WITHOUT ROWID;
+    CREATE TABLE evse_transaction (        -- the open transaction of each EVSE (E, power loss)
+        evse           INTEGER PRIMARY KEY,
+        transaction_id TEXT NOT NULL,
+        state          TEXT NOT NULL       -- JSON: seqNo, idToken, start point reached, ...
+    );
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -334,6 +360,25 @@ class Store:
                 rows,
             )
             db.executemany("DELETE FROM oem_value WHERE field = ?", [(f,) for f in deleted])
+
+    # --- small station state (station_value)
+
+    def station_value(self, key: str) -> Any:
+        """The JSON value stored under `key`, or None."""
+        row = self._db.execute("SELECT value FROM station_value WHERE key = ?", (key,)).fetchone()
+        return jsontext.loads(row[0]) if row else None
+
+    def save_station_value(self, key: str, value: Any) -> None:
+        """Store (None: delete) a JSON value, inside the caller's transaction when there is one."""
+        with self.transaction() as db:
+            if value is None:
+                db.execute("DELETE FROM station_value WHERE key = ?", (key,))
+            else:
+                db.execute(
+                    "INSERT INTO station_value(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, jsontext.dumps(value)),
+                )
 
     # --- certificates
 
