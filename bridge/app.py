@@ -106,6 +106,8 @@ class Bridge:
                 self.settings.oem.startup_timeout,
             )
         self._spawn(self._ask_status_and_limits())
+        self.station.started()
+        self.execute(self.station.take_effects())
         self.mqtt_api.service_status = "ready"
         self._publish_service_status()
         await self.csms.run()

@@ -380,6 +380,26 @@ class Store:
                     (key, jsontext.dumps(value)),
                 )
 
+    # --- open transactions (evse_transaction)
+
+    def open_transactions(self) -> dict[int, Any]:
+        """Each EVSE's open transaction as saved with its last event."""
+        rows = self._db.execute("SELECT evse, state FROM evse_transaction ORDER BY evse")
+        return {int(evse): jsontext.loads(state) for evse, state in rows}
+
+    def save_transaction(self, evse: int, transaction_id: str, state: Any) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO evse_transaction(evse, transaction_id, state) VALUES (?, ?, ?) "
+                "ON CONFLICT(evse) DO UPDATE SET transaction_id = excluded.transaction_id, "
+                "state = excluded.state",
+                (evse, transaction_id, jsontext.dumps(state)),
+            )
+
+    def delete_transaction(self, evse: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM evse_transaction WHERE evse = ?", (evse,))
+
     # --- certificates
 
     def certificates(self) -> list[StoredCertificate]:

@@ -22,7 +22,7 @@ from typing import Any, Final
 from bridge import __version__, schemas, versions
 from bridge.oem import envelope
 from bridge.oem.link import OemAnswer, OemLink, OemNoAnswer
-from bridge.rpc import CallError, CallResult, NoAnswer, Outcome
+from bridge.rpc import CallError, CallResult, NoAnswer, OcppError, Outcome
 from bridge.rpc.correlator import Correlator
 from bridge.rpc.request import Request
 from bridge.station import Station
@@ -58,6 +58,13 @@ class MqttApi:
         self.on_request("service_status", lambda data: self.service_status_data())
         self.on_request("set_ocpp_network_connection", station.set_network_connection)
         self.on_update("cs_status_and_limits", station.status_and_limits)
+        # The charging session (SESSION_API.md): bridge.station.transactions.
+        self.on_request("authorization", station.authorization_request)
+        self.on_update("authorization", station.authorization_update)
+        self.on_update("cp_status", station.cp_status)
+        self.on_update("cs_contactor_status", station.contactor_status)
+        self.on_update("notify_event", station.notify_event)
+        self.on_update("change_availability", station.change_availability_update)
 
     def on_request(self, name: str, handler: RequestHandler) -> None:
         """Answer `name` requests with `handler(data)` (the response's data)."""
@@ -180,9 +187,12 @@ class MqttApi:
         errors = validate(message.body)
         if errors:
             return _error(message, schema_call_error(errors, str(message.name)))
-        data = handler(message.body["data"])
-        if not isinstance(data, dict):
-            data = await data
+        try:
+            data = handler(message.body["data"])
+            if not isinstance(data, dict):
+                data = await data
+        except OcppError as e:  # a request the handler refuses (e.g. an unknown EVSE)
+            return _error(message, e.error)
         return envelope.response(message.id, str(message.name), data)
 
     async def _ocpp_message(self, message: envelope.Message) -> Data:

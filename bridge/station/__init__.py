@@ -19,6 +19,7 @@ from bridge.oem.link import OemAnswer, OemReply
 from bridge.rpc import ERROR_CODES, CallError, CallResult, NoAnswer, OcppError, Outcome
 from bridge.rpc.request import Request
 from bridge.station.actions import OWNED, forwarded
+from bridge.station.authorization import Authorization
 from bridge.station.availability import Availability, evse_condition
 from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
@@ -33,6 +34,7 @@ from bridge.station.provisioning.reports import Reports
 from bridge.station.provisioning.variables import Provisioning
 from bridge.station.remote_control import RemoteControl
 from bridge.station.security import CertificateStore, Security, check_password
+from bridge.station.transactions import Transactions
 from bridge.store import Store
 from bridge.timeutil import Clock
 
@@ -84,11 +86,24 @@ class Station:
 
         self.queue = MessageQueue(store, dm, settings.storage.max_queued, monotonic)
         self.dispatcher = Dispatcher(self.effects)
-        self.availability = Availability(dm, station.evses, self.clock)
+        self.availability = Availability(dm, station.evses, self.clock, store)
+        self.authorization = Authorization(store, dm)
         self.registration = Registration(
             station, dm, self.availability, self.queue, self.clock, self.effects, monotonic
         )
         self.registration.charging_station = oem.charging_station
+        self.transactions = Transactions(
+            station.evses,
+            store,
+            dm,
+            self.queue,
+            self.availability,
+            self.authorization,
+            self.clock,
+            self.effects,
+            oem.evse_name,
+        )
+        self.transactions.registration = self.registration
         self.reports = Reports(dm, self.queue, self.clock)
         self.remote_control = RemoteControl(self.registration, self.availability, self.queue)
         self.connectivity = Connectivity(
@@ -156,6 +171,8 @@ class Station:
     def answered(self, message: Outgoing, outcome: Outcome) -> None:
         """The outcome of a message the station sent (or could not send)."""
         origin = message.origin
+        if self.transactions.answered(message, outcome):
+            return
         if origin.startswith(FORWARD):
             self.forward_done(origin.removeprefix(FORWARD), outcome)
         elif origin == "report":
@@ -164,7 +181,12 @@ class Station:
             self.registration.answered(message, outcome)
 
     def timer(self, name: str) -> None:
-        self.registration.timer(name)
+        if not self.transactions.timer(name):
+            self.registration.timer(name)
+
+    def started(self) -> None:
+        """The driver runs (the OEM's device model is applied, or given up on)."""
+        self.transactions.started()
 
     def take_effects(self) -> list[Effect]:
         return self.effects.take()
@@ -245,8 +267,9 @@ class Station:
     # --- answers from the OEM
 
     def oem_answered(self, key: str, reply: OemReply) -> None:
-        """The answer to an AskOem effect (no block asks yet)."""
-        log.info("OEM answer for %s: %s", key, type(reply).__name__)
+        """The answer to an AskOem effect."""
+        if not self.transactions.oem_answered(key, reply):
+            log.info("OEM answer for %s: %s", key, type(reply).__name__)
 
     def apply_device_model(self, data: dict[str, Any]) -> bool:
         """The OEM's device_model answer: checked whole, then applied like the configuration
@@ -272,10 +295,12 @@ class Station:
                 )
                 continue
             state = evse_condition(entry)
+            was = self.availability.condition.get(evse, "Available")
             changed = self.availability.set_evse(evse, state)
-            if not changed:
+            if state == was:
                 continue
             log.info("EVSE %d: %s (%s)", evse, state, entry.get("status_code"))
+            self.transactions.fault(evse, state == "Faulted", str(entry.get("status_code")))
             if self.registration.accepted and self.queue.connected:
                 self.registration.send_statuses(changed)
                 if state == "Faulted":
@@ -309,6 +334,124 @@ class Station:
             self.oem_device_model.set_identity(identity)
             self.identity = identity
         return {"status": "accepted"}
+
+    # --- the OEM's session messages (bridge.station.transactions)
+
+    def _evse(self, data: dict[str, Any], what: str) -> int | None:
+        evse = self.evse_number(data["evse_id"])
+        if evse is None:
+            log.warning("%s names EVSE %r, which this station has not", what,
+                        str(data["evse_id"])[:20])  # fmt: skip
+        return evse
+
+    def _connector(self, evse: int, connector: int, what: str) -> bool:
+        if (evse, connector) in self.availability.connectors:
+            return True
+        log.warning("%s names connector %d of EVSE %d, which this station has not",
+                    what, connector, evse)  # fmt: skip
+        return False
+
+    def cp_status(self, data: dict[str, Any]) -> None:
+        evse = self._evse(data, "cp_status")
+        if evse is not None and self._connector(evse, data["connector_id"], "cp_status"):
+            self.transactions.cp_status(evse, data["connector_id"], data["state"])
+
+    def contactor_status(self, data: dict[str, Any]) -> None:
+        evse = self._evse(data, "cs_contactor_status")
+        if evse is None:
+            return
+        self.transactions.contactor(evse, data["status"])
+        if data["status"] == "error":
+            self._notify(evse, "ContactorError", str(data.get("info", ""))[:500], None)
+
+    async def authorization_request(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The OEM's authorization request: {status: accepted|rejected}."""
+        evse = None
+        if "evse_id" in data:
+            evse = self._evse(data, "authorization")
+            if evse is None:
+                raise OcppError("PropertyConstraintViolation", "This station has no such EVSE")
+        return await self.transactions.authorization_request(evse, data)
+
+    def authorization_update(self, data: dict[str, Any]) -> None:
+        evse = self._evse(data, "authorization")
+        if evse is not None:
+            self.transactions.oem_authorized(evse, data)
+
+    def notify_event(self, data: dict[str, Any]) -> None:
+        """notify_event -> NotifyEvent (N07): the station's or an EVSE's Problem."""
+        evse = None
+        if "evse_id" in data:
+            evse = self._evse(data, "notify_event")
+            if evse is None:
+                return
+        self._notify(
+            evse,
+            data.get("tech_code"),
+            data.get("tech_info"),
+            data.get("transaction_id"),
+            data["event_id"],
+            data["timestamp"],
+        )
+
+    def _notify(
+        self,
+        evse: int | None,
+        tech_code: str | None,
+        tech_info: str | None,
+        transaction_id: str | None,
+        event_id: int | None = None,
+        timestamp: str | None = None,
+    ) -> None:
+        now = self.clock.timestamp()
+        if event_id is None:
+            self._event_id += 1
+            event_id = self._event_id
+        event: dict[str, Any] = {
+            "eventId": event_id,
+            "timestamp": timestamp or now,
+            "trigger": "Alerting",
+            "actualValue": "true",
+            "eventNotificationType": "HardWiredNotification",
+            "component": {"name": "EVSE", "evse": {"id": evse}}
+            if evse is not None
+            else {"name": "ChargingStation"},
+            "variable": {"name": "Problem"},
+        }
+        for key, value in (
+            ("techCode", tech_code),
+            ("techInfo", tech_info),
+            ("transactionId", transaction_id),
+        ):
+            if value:
+                event[key] = value
+        sent = self.queue.put(
+            "NotifyEvent", {"generatedAt": now, "seqNo": 0, "eventData": [event]}, "event"
+        )
+        if isinstance(sent, NoAnswer):
+            log.warning("NotifyEvent %d not sent: %s", event_id, sent.description)
+
+    def change_availability_update(self, data: dict[str, Any]) -> None:
+        """The OEM takes the station, an EVSE or a connector out of service or back
+        (persisted, G03.FR.05); a running transaction there ends."""
+        evse = connector = None
+        if "evse_id" in data:
+            evse = self._evse(data, "change_availability")
+            if evse is None:
+                return
+            connector = data.get("connector_id")
+            if connector is not None and not self._connector(
+                evse, connector, "change_availability"
+            ):
+                return
+        operative = data["operational_status"] == "operative"
+        changed = self.availability.set_operative(operative, evse, connector)
+        if not operative:
+            evses = sorted({c[0] for c in self.availability.connectors
+                            if evse is None or c[0] == evse})  # fmt: skip
+            self.transactions.out_of_service([e for e in evses if not self.availability.usable(e)])
+        if changed and self.registration.accepted and self.queue.connected:
+            self.registration.send_statuses(changed)
 
     # --- the state the OEM can ask for
 

@@ -392,6 +392,7 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
     # TxCtrlr (E)
     _var("TxCtrlr", "Enabled", T.boolean, "true"),
     _var("TxCtrlr", "EVConnectionTimeOut", T.integer, "120", unit="s", min_limit=0),
+    _var("TxCtrlr", "MaxEnergyOnInvalidId", T.integer, "1000", min_limit=0),  # Wh
     _var("TxCtrlr", "StopTxOnEVSideDisconnect", T.boolean, "true", mutability=RO),
     _var("TxCtrlr", "StopTxOnInvalidId", T.boolean, "true"),
     _var("TxCtrlr", "TxBeforeAcceptedEnabled", T.boolean, "false"),
@@ -403,14 +404,27 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
         "TxStartPoint",
         T.MemberList,
         "Authorized,EVConnected",
-        values=("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer", "DataSigned"),
+        values=(
+            "ParkingBayOccupancy",
+            "EVConnected",
+            "Authorized",
+            "DataSigned",
+            "PowerPathClosed",
+            "EnergyTransfer",
+        ),
     ),
     _var(
         "TxCtrlr",
         "TxStopPoint",
         T.MemberList,
         "EVConnected,Authorized",
-        values=("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer"),
+        values=(
+            "ParkingBayOccupancy",
+            "EVConnected",
+            "Authorized",
+            "PowerPathClosed",
+            "EnergyTransfer",
+        ),
     ),
 )
 

@@ -157,6 +157,7 @@ class OemDeviceModel:
         # The OEM's components, for DeviceModel.build; `attach` keeps those it took.
         self.variables = [_variable(entry) for entry in self._values.get("components", [])]
         self._by_iso: dict[str, int] = {}
+        self._by_number: dict[int, str] = {}
         self._index_evses()
         self._device_model: DeviceModel | None = None
 
@@ -217,8 +218,13 @@ class OemDeviceModel:
         number = self._by_iso.get(evse_id) if isinstance(evse_id, str) else None
         return number if number is not None else decimal_evse(evse_id, len(self.settings.evses))
 
+    def evse_name(self, evse: int) -> str:
+        """The `evse_id` session messages to the OEM use for an OCPP EVSE id."""
+        return self._by_number.get(evse, str(evse))
+
     def _index_evses(self) -> None:
         self._by_iso = {e["iso15118_id"]: e["ocpp_id"] for e in self._values.get("evses", [])}
+        self._by_number = {number: iso for iso, number in self._by_iso.items()}
 
     def _power(self, evse: int) -> str | None:
         for entry in self._values.get("evses", []):
