@@ -100,6 +100,12 @@ REFERENCE_SILENT_MUTABILITY: dict[str, Mutability] = {
 DEVIATIONS: dict[tuple[str, str], str] = {
     # The reference station has two network configuration slots; this one has three.
     ("OCPPCommCtrlr.NetworkConfigurationPriority", "valuesList"): "three slots, not two",
+    # The OEM's meter_values answer carries the EV's SoC; the reference offers SoC for
+    # TxUpdatedMeasurands only, OCPP allows it in every measurand list.
+    ("AlignedDataCtrlr.Measurands", "valuesList"): "SoC too",
+    ("AlignedDataCtrlr.TxEndedMeasurands", "valuesList"): "SoC too",
+    ("SampledDataCtrlr.TxEndedMeasurands", "valuesList"): "SoC too",
+    ("SampledDataCtrlr.TxStartedMeasurands", "valuesList"): "SoC too",
 }
 
 

@@ -215,7 +215,7 @@ async def test_b05_fr04_fr05_fr06_unknowns(station: Station) -> None:
         ("AuthCtrlr", "AuthorizeRemoteStart", "yes", "InvalidValue"),
         ("TxCtrlr", "TxStartPoint", "Authorized,Teleported", "InvalidValue"),
         ("TxCtrlr", "TxStopPoint", "Authorized,Authorized", "InvalidValue"),
-        ("SampledDataCtrlr", "TxUpdatedMeasurands", "Frequency", "InvalidValue"),
+        ("SampledDataCtrlr", "TxUpdatedMeasurands", "Power.Offered", "InvalidValue"),
         ("ClockCtrlr", "TimeSource", "", "InvalidValue"),
         ("SecurityCtrlr", "OrganizationName", "O" * 51, "ValueTooHigh"),
         ("SecurityCtrlr", "BasicAuthPassword", "short", "ValueTooLow"),  # OCTT TC_A_10

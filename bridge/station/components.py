@@ -73,11 +73,18 @@ class VariableDef:
 RO, WO, RW = Mutability.ReadOnly, Mutability.WriteOnly, Mutability.ReadWrite
 T = DataType
 
-# What this station's meter (through the OEM's meter_values) can measure.
+# What this station's meter (through the OEM's meter_values) can measure, in MeasurandEnumType
+# order: every measurand bridge/station/meter_values.py maps (SESSION_API "meter_values response").
 MEASURANDS: Final = (
     "Current.Import",
+    "Energy.Active.Export.Register",
     "Energy.Active.Import.Register",
+    "Energy.Reactive.Export.Register",
+    "Energy.Reactive.Import.Register",
+    "Frequency",
     "Power.Active.Import",
+    "Power.Factor",
+    "SoC",
     "Voltage",
 )
 AVAILABILITY_STATES: Final = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
@@ -343,13 +350,13 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
         values=MEASURANDS,
     ),
     _var("SampledDataCtrlr", "TxUpdatedInterval", T.integer, "120", unit="s", min_limit=0),
-    # The reference default also lists Power.Reactive.Import and Frequency, which our meter
-    # interface (meter_values) does not carry.
+    # The reference default also lists Power.Reactive.Import, which our meter interface
+    # (meter_values) does not carry.
     _var(
         "SampledDataCtrlr",
         "TxUpdatedMeasurands",
         T.MemberList,
-        "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import",
+        "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Frequency",
         values=MEASURANDS,
     ),
     # SecurityCtrlr (A, M)
