@@ -627,7 +627,7 @@ async def test_connection_loss_reconnects_and_resynchronizes_status(tmp_path: Pa
         await csms.wait_for("StatusNotification", count=2)
         await csms.disconnect("CP001", code=1001)
         # B04.FR.02: a short outage → only the connectors whose status changed
-        bridge.station.device_model.set_runtime("Connector[2,1].AvailabilityState", "Unavailable")
+        bridge.station.availability.set_evse(2, "Unavailable")
         [third] = (await csms.wait_for("StatusNotification", count=3, timeout=10))[2:]
         assert (third.payload["evseId"], third.payload["connectorStatus"]) == (2, "Unavailable")
         assert actions(csms).count("BootNotification") == 1

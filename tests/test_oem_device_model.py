@@ -23,7 +23,7 @@ from bridge.rpc.request import Request
 from bridge.station import Station
 from bridge.station.effects import Reconnect, Send
 from bridge.station.oem_device_model import Refused, decimal_evse
-from bridge.store import Store
+from bridge.store import SCHEMA_VERSION, Store
 from tests.conftest import Broker, Oem, free_port, ocpp_call, running_bridge, write_config
 
 PASSWORD = "OEM-password-0001"
@@ -728,12 +728,14 @@ def test_a_store_of_the_previous_schema_gains_the_oem_value_table(tmp_path: Path
     path = tmp_path / "old.db"
     store = Store(path)
     with store.transaction() as db:  # back to schema 2, as the previous release left it
-        db.execute("DROP TABLE oem_value")
+        for table in ("oem_value", "local_auth_list", "auth_cache", "station_value"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute("DROP TABLE evse_transaction")
         db.execute("PRAGMA user_version=2")
     store.save_variable_values([("OCPPCommCtrlr.HeartbeatInterval", "Actual", "60")])
     store.close()
     store = Store(path)
-    assert store.execute("PRAGMA user_version").fetchone() == (3,)
+    assert store.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert store.oem_values() == {}
     assert store.variable_values() == {("OCPPCommCtrlr.HeartbeatInterval", "Actual"): "60"}
     store.close()

@@ -245,7 +245,7 @@ _WRITABLE = (
     ("AuthCtrlr", "LocalAuthorizeOffline", _BAD_BOOLEANS),
     ("OCPPCommCtrlr", "QueueAllMessages", _BAD_BOOLEANS),
     ("TxCtrlr", "TxStartPoint", ("Foo", "Authorized,Authorized", ",", "Authorized,", "authorized")),
-    ("SampledDataCtrlr", "TxUpdatedMeasurands", ("Frequency", "Voltage,Voltage", "voltage")),
+    ("SampledDataCtrlr", "TxUpdatedMeasurands", ("Power.Offered", "Voltage,Voltage", "voltage")),
     ("ClockCtrlr", "TimeSource", ("", "Sundial", "Heartbeat,Heartbeat", "heartbeat")),
     ("OCPPCommCtrlr", "NetworkConfigurationPriority", ("", "0", "4", "3", "1,1", "1,", "a", "1 ")),
     ("SecurityCtrlr", "BasicAuthPassword", _BAD_PASSWORDS),
