@@ -100,6 +100,10 @@ REFERENCE_SILENT_MUTABILITY: dict[str, Mutability] = {
 DEVIATIONS: dict[tuple[str, str], str] = {
     # The reference station has two network configuration slots; this one has three.
     ("OCPPCommCtrlr.NetworkConfigurationPriority", "valuesList"): "three slots, not two",
+    # SESSION_API.md: every TxStartPoint/TxStopPoint of OCPP 2.0.1 (ParkingBayOccupancy is
+    # cp_status B-D: the session API has no bay sensor), in the order of the specification.
+    ("TxCtrlr.TxStartPoint", "valuesList"): "ParkingBayOccupancy too, OCPP's order",
+    ("TxCtrlr.TxStopPoint", "valuesList"): "ParkingBayOccupancy too, OCPP's order",
     # The OEM's meter_values answer carries the EV's SoC; the reference offers SoC for
     # TxUpdatedMeasurands only, OCPP allows it in every measurand list.
     ("AlignedDataCtrlr.Measurands", "valuesList"): "SoC too",
