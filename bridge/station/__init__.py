@@ -19,6 +19,7 @@ from bridge.oem.link import OemAnswer, OemReply
 from bridge.rpc import ERROR_CODES, CallError, CallResult, NoAnswer, OcppError, Outcome
 from bridge.rpc.request import Request
 from bridge.station.actions import OWNED, forwarded
+from bridge.station.authorization import Authorization
 from bridge.station.availability import Availability, evse_condition
 from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
@@ -105,6 +106,7 @@ class Station:
         self._accepted_by: str | None = None  # the URL of the CSMS that accepted the boot
         # NotifyEvent eventIds: unique across restarts too (seconds since the epoch, then +1).
         self._event_id = int(time.time()) & 0x3FFFFFFF
+        self.authorization = Authorization(store, dm, lambda: self.clock.now().timestamp())
         for action, handler in (
             ("GetVariables", self.provisioning.get_variables),
             ("SetVariables", self.provisioning.set_variables),
@@ -115,6 +117,9 @@ class Station:
             ("InstallCertificate", self.security.install_certificate),
             ("GetInstalledCertificateIds", self.security.get_installed_certificate_ids),
             ("DeleteCertificate", self.security.delete_certificate),
+            ("SendLocalList", self.authorization.send_local_list),
+            ("GetLocalListVersion", self.authorization.get_local_list_version),
+            ("ClearCache", self.authorization.clear_cache),
         ):
             self.dispatcher.register(action, handler)
         # Set by the app: how to ask the OEM, and who hears the outcome of forwarded messages.
