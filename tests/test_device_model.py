@@ -30,8 +30,6 @@ REFERENCE = json.loads(
 # Optional functional blocks the station reports as Available=false (their variables are only
 # required when the block is implemented).
 NOT_IMPLEMENTED_BLOCKS = {
-    "AuthCacheCtrlr",
-    "LocalAuthListCtrlr",
     "ReservationCtrlr",
     "SmartChargingCtrlr",
     "MonitoringCtrlr",

@@ -87,7 +87,8 @@ class Station:
         self.queue = MessageQueue(store, dm, settings.storage.max_queued, monotonic)
         self.dispatcher = Dispatcher(self.effects)
         self.availability = Availability(dm, station.evses, self.clock, store)
-        self.authorization = Authorization(store, dm)
+        # The station's (CSMS-synchronized) time: cacheExpiryDateTime is the CSMS's clock.
+        self.authorization = Authorization(store, dm, lambda: self.clock.now().timestamp())
         self.registration = Registration(
             station, dm, self.availability, self.queue, self.clock, self.effects, monotonic
         )
@@ -130,6 +131,9 @@ class Station:
             ("InstallCertificate", self.security.install_certificate),
             ("GetInstalledCertificateIds", self.security.get_installed_certificate_ids),
             ("DeleteCertificate", self.security.delete_certificate),
+            ("SendLocalList", self.authorization.send_local_list),
+            ("GetLocalListVersion", self.authorization.get_local_list_version),
+            ("ClearCache", self.authorization.clear_cache),
         ):
             self.dispatcher.register(action, handler)
         # Set by the app: how to ask the OEM, and who hears the outcome of forwarded messages.

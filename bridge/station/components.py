@@ -194,9 +194,51 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
     _var("AuthCtrlr", "LocalAuthorizeOffline", T.boolean, "true"),
     _var("AuthCtrlr", "LocalPreAuthorize", T.boolean, "true"),
     _var("AuthCtrlr", "OfflineTxForUnknownIdEnabled", T.boolean, "true"),
+    # AuthCacheCtrlr (C10-C12): bridge.station.auth_cache. LifeTime is in seconds since the
+    # entry's last use, though neither the reference nor the OCPP appendix gives it a unit.
+    _var("AuthCacheCtrlr", "Available", T.boolean, "true", mutability=RO, constant=True),
+    _var("AuthCacheCtrlr", "Enabled", T.boolean, "true"),
+    _var("AuthCacheCtrlr", "LifeTime", T.integer, "86400", min_limit=1),
+    _var("AuthCacheCtrlr", "Policy", T.OptionList, "LRU", values=("LRU", "FIFO")),
+    # Bytes in use; maxLimit the most the cache may take (C10.FR.07: entries make room).
+    _var(
+        "AuthCacheCtrlr",
+        "Storage",
+        T.integer,
+        "0",
+        unit="B",
+        mutability=RO,
+        max_limit=262144,
+        source="runtime",
+    ),
+    _var("AuthCacheCtrlr", "DisablePostAuthorize", T.boolean, "false"),
+    # LocalAuthListCtrlr (D01, D02): bridge.station.local_list. Entries and Storage are the
+    # list's size; their maxLimits what fits (a bigger SendLocalList fails, D01.FR.12).
+    _var("LocalAuthListCtrlr", "Available", T.boolean, "true", mutability=RO, constant=True),
+    _var("LocalAuthListCtrlr", "Enabled", T.boolean, "true"),
+    _var(
+        "LocalAuthListCtrlr",
+        "Entries",
+        T.integer,
+        "0",
+        mutability=RO,
+        max_limit=10000,
+        source="runtime",
+    ),
+    _var("LocalAuthListCtrlr", "ItemsPerMessage", T.integer, "250", mutability=RO, constant=True),
+    _var("LocalAuthListCtrlr", "BytesPerMessage", T.integer, "65536", mutability=RO, constant=True),
+    _var(
+        "LocalAuthListCtrlr",
+        "Storage",
+        T.integer,
+        "0",
+        unit="B",
+        mutability=RO,
+        max_limit=4194304,
+        source="runtime",
+    ),
+    _var("LocalAuthListCtrlr", "DisablePostAuthorize", T.boolean, "false"),
     # Optional functional blocks not implemented (yet): say so instead of staying silent.
-    _not_available("AuthCacheCtrlr"),
-    _not_available("LocalAuthListCtrlr"),
     _not_available("ReservationCtrlr"),
     _not_available("SmartChargingCtrlr"),
     _not_available("MonitoringCtrlr"),
