@@ -1,4 +1,5 @@
-"""The `ocpp-bridge` command line: run, validate, health (README.md, "Command line")."""
+"""The `ocpp-bridge` command line: run, validate, health, check-config, simulate (README.md,
+"Command line")."""
 
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         help="check the configuration as run would, without starting or writing anything",
     )
     check.add_argument("--config", required=True, metavar="FILE.toml")
+
+    from bridge.oem_sim.cli import add_arguments as simulate_arguments
+
+    simulate = commands.add_parser(
+        "simulate", help="play OEM charger firmware against the bridge (bridge.oem_sim)"
+    )
+    simulate_arguments(simulate)
     return parser
 
 
@@ -135,4 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return health_main(args.config)
     if args.command == "check-config":
         return _check_config(args.config)
+    if args.command == "simulate":
+        from bridge.oem_sim.cli import run as simulate
+
+        return simulate(args, "ocpp-bridge simulate")
     return EXIT_USAGE  # pragma: no cover - argparse requires a command

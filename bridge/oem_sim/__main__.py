@@ -1,0 +1,3 @@
+from bridge.oem_sim.cli import main
+
+raise SystemExit(main())
