@@ -15,7 +15,7 @@ from bridge.oem_sim import DEFAULT_TOKEN, cli
 from bridge.oem_sim.simulator import Simulator
 from tests.conftest import Broker, running_bridge, write_config
 
-pytestmark = pytest.mark.skip(reason="needs the transaction core")
+
 
 PASSWORD = "0123456789abcdef0123"
 

@@ -246,10 +246,13 @@ class Transactions:
         dm = self.device_model
         if token["type"] == "NoAuthorization" or not dm.bool_value("AuthCtrlr.Enabled"):
             return {"status": ACCEPTED}
+        online = self.queue.connected and self.queue.accepted
         if dm.bool_value("AuthCtrlr.LocalPreAuthorize"):  # C12.FR.02, C14.FR.02
-            known = self.authorization.local_info(token)
-            if known is not None and known.get("status") == ACCEPTED:
-                return known
+            known = self.authorization.known(token)
+            if known is not None and known.info.get("status") == ACCEPTED:
+                return known.info
+            if known is not None and online and not self.authorization.post_authorize(known):
+                return known.info  # DisablePostAuthorize: the local answer stands
         sent = self.queue.put("Authorize", {"idToken": token}, AUTHORIZE)
         if isinstance(sent, Outgoing):
             self._authorizing.open(sent.message_id)
