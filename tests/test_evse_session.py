@@ -259,7 +259,8 @@ class Ledger:
             self.open = None
         else:
             assert event.stopped_reason is None
-            assert event.snapshot is not None and event.snapshot["seq_no"] == event.seq_no + 1
+            assert event.snapshot is not None
+            assert event.snapshot["seq_no"] == event.seq_no + 1
 
 
 def _feed(session: EvseSession, config: TxSettings, name: str, value: Any) -> Outcome:
