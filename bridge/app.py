@@ -60,6 +60,8 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
         self._helpers: set[asyncio.Task[Any]] = set()
         self._mqtt_up = asyncio.Event()  # the broker was connected (at least once)
+        self._effects_due = False
+        self.station.effects.notify = self._effects_added
 
     async def __aenter__(self) -> Bridge:
         self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
@@ -143,6 +145,21 @@ class Bridge:
                 except Exception:
                     log.exception("carrying out %s failed", type(effect).__name__)
             effects = self.station.take_effects()
+
+    def _effects_added(self) -> None:
+        """An effect was added: carry it out soon, also while a handler awaits something."""
+        if self._effects_due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not running yet: the first event takes them
+            return
+        self._effects_due = True
+        loop.call_soon(self._effects_soon)
+
+    def _effects_soon(self) -> None:
+        self._effects_due = False
+        self.execute(self.station.take_effects())
 
     def _carry_out(self, effect: Effect) -> None:
         match effect:

@@ -267,8 +267,9 @@ def test_quickstart_install_step_skips_when_nothing_changed(checkout: Checkout) 
 
 @pytest.mark.timeout(300)
 def test_quickstart_runs_and_its_health_command_finds_it(checkout: Checkout) -> None:
-    """SLOW. scripts/quickstart starts Mosquitto, the demo CSMS and the bridge; the health command
-    it prints says ok with boot Accepted while it runs; Ctrl-C (SIGINT to its process group, as a
+    """SLOW. scripts/quickstart starts Mosquitto, the demo CSMS, the bridge and the OEM simulator;
+    the health command it prints says ok with boot Accepted while it runs; the simulator's
+    charging session reaches the demo CSMS within a minute; Ctrl-C (SIGINT to its process group, as a
     terminal sends it) stops all three, and health then says not running."""
     mqtt_port, csms_port = free_port(), free_port()
     env = checkout.env(QUICKSTART_MQTT_PORT=str(mqtt_port), QUICKSTART_CSMS_PORT=str(csms_port))
@@ -309,6 +310,16 @@ def test_quickstart_runs_and_its_health_command_finds_it(checkout: Checkout) -> 
         assert line.startswith(f"ok: mqtt connected to 127.0.0.1:{mqtt_port}"), line
         assert (checkout.root / ".quickstart" / "bridge.db").exists()
         assert "installing" not in log_path.read_text()  # the module's install was kept
+        # The simulator plays one charging session: the demo CSMS log shows it within a minute.
+        csms_log = checkout.root / ".quickstart" / "demo_csms.log"
+        session_deadline = time.monotonic() + 60
+        while '"eventType":"Ended"' not in csms_log.read_text().replace(" ", ""):
+            assert script.poll() is None, log_path.read_text()
+            assert time.monotonic() < session_deadline, csms_log.read_text()[-3000:]
+            time.sleep(0.5)
+        frames = csms_log.read_text()
+        for needed in ('"Authorize"', '"TransactionEvent"', '"Started"', '"Updated"'):
+            assert needed in frames, needed
 
         os.killpg(script.pid, signal.SIGINT)
         assert script.wait(60) == 130, log_path.read_text()

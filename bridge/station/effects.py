@@ -7,6 +7,7 @@ task (one per connection) is the only sender.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,12 +55,19 @@ class Reconnect:
 
 @dataclass(slots=True)
 class Effects:
-    """Where the station's blocks put effects; the driver takes them after every event."""
+    """Where the station's blocks put effects; the driver takes them after every event.
+
+    `notify` (set by the driver) hears of every new effect, so that effects an asynchronous
+    handler asks for before it awaits are carried out while it waits (e.g. the meter_values
+    request an authorization answer waits for), not after it."""
 
     items: list[Effect] = field(default_factory=list)
+    notify: Callable[[], None] | None = None
 
     def add(self, effect: Effect) -> None:
         self.items.append(effect)
+        if self.notify is not None:
+            self.notify()
 
     def take(self) -> list[Effect]:
         items, self.items = self.items, []
