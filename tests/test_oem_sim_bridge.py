@@ -15,8 +15,6 @@ from bridge.oem_sim import DEFAULT_TOKEN, cli
 from bridge.oem_sim.simulator import Simulator
 from tests.conftest import Broker, running_bridge, write_config
 
-
-
 PASSWORD = "0123456789abcdef0123"
 
 
