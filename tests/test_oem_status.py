@@ -107,7 +107,12 @@ async def test_the_bridge_asks_the_oem_at_start(tmp_path: Path, broker: Broker, 
         await until(
             lambda: {r["name"] for r in oem.requests} >= {"device_model", "cs_status_and_limits"}
         )
-        assert all(r["data"] == {} for r in oem.requests)
+        asked = {r["name"]: r["data"] for r in oem.requests}
+        assert asked["device_model"] == {}
+        assert asked["cs_status_and_limits"] == {}
+        await until(lambda: any(r["name"] == "cs_contactor_status" for r in oem.requests))
+        contactor = [r["data"] for r in oem.requests if r["name"] == "cs_contactor_status"]
+        assert contactor == [{"evse_id": "1"}]  # each EVSE's contactor, once
 
 
 async def test_service_status_is_retained_and_answered(tmp_path: Path, broker: Broker) -> None:
