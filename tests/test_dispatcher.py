@@ -99,7 +99,7 @@ async def test_custom_data_is_validated_too() -> None:
     ("version", "action", "code", "words"),
     [
         # OCPP-J 4.3: recognized but not supported -> NotSupported; not known -> NotImplemented
-        ("ocpp2.0.1", "Reset", "NotSupported", "not supported by this station"),
+        ("ocpp2.0.1", "SetChargingProfile", "NotSupported", "not supported by this station"),
         ("ocpp2.0.1", "FlyToTheMoon", "NotImplemented", "not an action of ocpp2.0.1"),  # not known
         ("ocpp2.0.1", "BootNotification", "NotSupported", "sent by a Charging Station"),
         ("ocpp2.0.1", "GetConfiguration", "NotImplemented", "not an action"),  # 1.6 only

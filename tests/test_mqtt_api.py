@@ -132,12 +132,12 @@ async def test_responses_and_updates_are_never_answered(api: MqttApi) -> None:
             request(
                 data={
                     "ocpp_version": "ocpp2.0.1",
-                    "message_name": "Reset",
-                    "payload": {"type": "Immediate"},
+                    "message_name": "SetChargingProfile",
+                    "payload": {"evseId": 1},
                 }
             ),
             "NotSupported",  # OCPP-J 4.3: a known action the station does not support
-            "Reset",
+            "SetChargingProfile",
         ),
         (
             request(data={"ocpp_version": "ocpp2.0.1", "message_name": "Teleport", "payload": {}}),

@@ -177,11 +177,13 @@ def test_an_ocpp_action_the_request_schema_does_not_list_is_checked_like_the_ser
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """The MQTT API relaxes the message_name enum to every action of the version; so does validate."""
-    reset = _set(example("request.GetVariables"), "data.message_name", "Reset")
-    good = write(tmp_path, _set(reset, "data.payload", {"type": "Immediate"}), "good.json")
-    bad = write(tmp_path, _set(dict(reset), "data.payload", {"type": "Sometime"}), "bad.json")
+    unlisted = _set(example("request.GetVariables"), "data.message_name", "GetCompositeSchedule")
+    payload = {"duration": 60, "evseId": 1}
+    good = write(tmp_path, _set(unlisted, "data.payload", payload), "good.json")
+    wrong = {**payload, "chargingRateUnit": "Sometime"}
+    bad = write(tmp_path, _set(dict(unlisted), "data.payload", wrong), "bad.json")
     assert run(capsys, good)[:2] == (0, "")
-    assert run(capsys, bad)[1] == f"{bad}: $.data.payload.type: must be one of: Immediate, OnIdle\n"
+    assert run(capsys, bad)[1] == f"{bad}: $.data.payload.chargingRateUnit: must be one of: W, A\n"
 
 
 def test_a_message_name_without_schema_names_the_messages_that_exist(

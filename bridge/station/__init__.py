@@ -33,6 +33,8 @@ from bridge.station.provisioning.network_profiles import NetworkProfiles
 from bridge.station.provisioning.reports import Reports
 from bridge.station.provisioning.variables import Provisioning
 from bridge.station.remote_control import RemoteControl
+from bridge.station.remote_start_stop import RemoteStartStop
+from bridge.station.reset import BOOT_REASON, Resets
 from bridge.station.security import CertificateStore, Security, check_password
 from bridge.station.transactions import Transactions
 from bridge.store import Store
@@ -105,6 +107,17 @@ class Station:
             oem.evse_name,
         )
         self.transactions.registration = self.registration
+        self.remote_start_stop = RemoteStartStop(self.transactions, dm, self.effects)
+        self.resets = Resets(
+            self.transactions,
+            self.availability,
+            self.registration,
+            store,
+            self.effects,
+            lambda: self.ask_oem,
+        )
+        self.registration.reason = store.station_value(BOOT_REASON) or "PowerUp"
+        self.registration.on_accepted.append(lambda: store.save_station_value(BOOT_REASON, None))
         self.reports = Reports(dm, self.queue, self.clock)
         self.remote_control = RemoteControl(self.registration, self.availability, self.queue)
         self.connectivity = Connectivity(
@@ -131,6 +144,10 @@ class Station:
             ("InstallCertificate", self.security.install_certificate),
             ("GetInstalledCertificateIds", self.security.get_installed_certificate_ids),
             ("DeleteCertificate", self.security.delete_certificate),
+            ("RequestStartTransaction", self.remote_start_stop.request_start),
+            ("RequestStopTransaction", self.remote_start_stop.request_stop),
+            ("Reset", self.resets.reset),
+            ("ChangeAvailability", self.resets.change_availability),
             ("SendLocalList", self.authorization.send_local_list),
             ("GetLocalListVersion", self.authorization.get_local_list_version),
             ("ClearCache", self.authorization.clear_cache),
@@ -177,6 +194,8 @@ class Station:
         origin = message.origin
         if self.transactions.answered(message, outcome):
             return
+        if self.remote_start_stop.answered(message, outcome):
+            return
         if origin.startswith(FORWARD):
             self.forward_done(origin.removeprefix(FORWARD), outcome)
         elif origin == "report":
@@ -185,7 +204,7 @@ class Station:
             self.registration.answered(message, outcome)
 
     def timer(self, name: str) -> None:
-        if not self.transactions.timer(name):
+        if not (self.transactions.timer(name) or self.remote_start_stop.timer(name)):
             self.registration.timer(name)
 
     def started(self) -> None:
@@ -272,7 +291,11 @@ class Station:
 
     def oem_answered(self, key: str, reply: OemReply) -> None:
         """The answer to an AskOem effect."""
-        if not self.transactions.oem_answered(key, reply):
+        if not (
+            self.transactions.oem_answered(key, reply)
+            or self.remote_start_stop.oem_answered(key, reply)
+            or self.resets.oem_answered(key, reply)
+        ):
             log.info("OEM answer for %s: %s", key, type(reply).__name__)
 
     def apply_device_model(self, data: dict[str, Any]) -> bool:

@@ -381,7 +381,8 @@ class EvseSession:
                 changed,
                 token,
                 stopped_reason,
-                tx.remote_start_id if event_type == "Started" else None,
+                # F02.FR.01: remoteStartId in the event that first carries the remote token.
+                tx.remote_start_id if token is not None or event_type == "Started" else None,
                 meter_context,
                 None if event_type == "Ended" else tx.to_json(),
             )

@@ -109,6 +109,8 @@ class Transactions:
         self._keys = itertools.count(1)
         self._authorizing: Correlator[Outcome] = Correlator()
         self._settled: dict[int, asyncio.Event] = {}
+        # Told after every Ended event is queued (scheduled resets and availability changes).
+        self.on_ended: list[Callable[[int], None]] = []
         for evse, state in store.open_transactions().items():
             session = self.sessions.get(evse)
             if session is None:
@@ -167,7 +169,7 @@ class Transactions:
         letter = state[0]
         connected, ready, fault = letter in "BCD", letter in "CD", letter in "EF"
         changed = self.availability.set_occupied((evse, connector), connected, fault)
-        self._statuses(changed)
+        self.statuses(changed)
         settings = self.settings(evse)
         if session.recovering:
             session.connected, session.ev_ready = connected, ready
@@ -564,6 +566,9 @@ class Transactions:
                 self.store.delete_transaction(evse)
             else:
                 self.store.save_transaction(evse, event.transaction_id, event.snapshot)
+        if event.event_type == "Ended":
+            for callback in self.on_ended:
+                callback(evse)
         status = {"Started": "started", "Ended": "ended"}.get(event.event_type)
         if status is None and event.charging_state == "Charging" and event.seq_no > 0:
             status = "in_progress"
@@ -582,7 +587,8 @@ class Transactions:
 
     # --- helpers
 
-    def _statuses(self, changed: list[tuple[int, int]]) -> None:
+    def statuses(self, changed: list[tuple[int, int]]) -> None:
+        """StatusNotification for these connectors when the CSMS can hear it (else B04 later)."""
         registration = self.registration
         if changed and registration is not None and registration.accepted and self.queue.connected:
             registration.send_statuses(changed)
@@ -596,6 +602,23 @@ class Transactions:
         if token.id_token.get("idToken"):
             data["id_token"] = str(token.id_token["idToken"])[:36]
         return data
+
+    # --- remote control (bridge.station.remote_start_stop)
+
+    def remote_authorized(self, session: EvseSession, token: Token) -> None:
+        """A token the CSMS started the EVSE with (F01, F02): triggerReason RemoteStart."""
+        self._authorized(session, token, "RemoteStart")
+
+    def stop_for_reset(self, session: EvseSession) -> None:
+        """Reset Immediate (B12.FR.04): end the transaction with ResetCommand / ImmediateReset."""
+        self._apply(session.evse, session.stop("ResetCommand", "ImmediateReset"))
+
+    def remote_stop(self, session: EvseSession) -> None:
+        """RequestStopTransaction (F03): RemoteStop, stoppedReason Remote, stop charging."""
+        evse = session.evse
+        outcome = session.deauthorized(self.settings(evse), "RemoteStop", "Remote")
+        outcome.stop_charging = True
+        self._apply(evse, outcome)
 
     def open_transaction(self, transaction_id: str) -> EvseSession | None:
         for session in self.sessions.values():
