@@ -477,3 +477,33 @@ async def test_g03_change_availability_from_the_oem_through_ocpp_message(
         data = await oem.ocpp("ChangeAvailability", {"operationalStatus": status})
         assert data["payload"] == {"status": "Accepted"}
         assert rig.bridge.station.availability.status((1, 1)) == "Unavailable"
+
+
+# --- SetVariables side effects
+
+
+async def test_a_new_tx_updated_interval_applies_to_the_running_transaction(
+    tmp_path: Path, broker: Broker, oem: Oem
+) -> None:
+    """The default (120 s) would send no periodic sample during this test; 1 s set by the CSMS
+    during the transaction does, at once."""
+    async with charger(tmp_path, broker, oem) as rig:
+        await update(oem, "cp_status", {"evse_id": "1", "connector_id": 1, "state": "B1"})
+        await event(rig.csms, eventType="Started")
+        answer = await rig.csms.call(
+            "CP001",
+            "SetVariables",
+            {
+                "setVariableData": [
+                    {
+                        "component": {"name": "SampledDataCtrlr"},
+                        "variable": {"name": "TxUpdatedInterval"},
+                        "attributeValue": "1",
+                    }
+                ]
+            },
+        )
+        assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
+        periodic = await event(rig.csms, triggerReason="MeterValuePeriodic")
+        contexts = {v["context"] for v in periodic["meterValue"][0]["sampledValue"]}
+        assert contexts == {"Sample.Periodic"}

@@ -107,6 +107,7 @@ class Station:
             oem.evse_name,
         )
         self.transactions.registration = self.registration
+        dm.on_change(self.transactions.variable_changed)
         self.remote_start_stop = RemoteStartStop(self.transactions, dm, self.effects)
         self.resets = Resets(
             self.transactions,

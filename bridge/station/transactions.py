@@ -32,7 +32,7 @@ from bridge.rpc.correlator import Correlator
 from bridge.station import meter_values
 from bridge.station.authorization import Authorization
 from bridge.station.availability import Availability
-from bridge.station.device_model import DeviceModel
+from bridge.station.device_model import DeviceModel, Variable
 from bridge.station.effects import AskOem, Cancel, Effects, Publish, Schedule
 from bridge.station.evse_session import EvseSession, Token, Transaction, TxEvent, TxSettings
 from bridge.station.evse_session import Outcome as SessionOutcome
@@ -602,6 +602,21 @@ class Transactions:
         if token.id_token.get("idToken"):
             data["id_token"] = str(token.id_token["idToken"])[:36]
         return data
+
+    # --- SetVariables that apply at once
+
+    def variable_changed(self, variable: Variable, attribute: str, value: str) -> None:
+        """A new sampling interval applies to running transactions at once; a new clock-aligned
+        interval re-aligns the next sample."""
+        if attribute != "Actual":
+            return
+        if variable.key in ("SampledDataCtrlr.TxUpdatedInterval", "SampledDataCtrlr.Enabled"):
+            for evse, session in self.sessions.items():
+                if session.transaction is not None:
+                    self.effects.add(Cancel(f"sample:{evse}"))
+                    self._schedule_sample(evse)
+        elif variable.key in ("AlignedDataCtrlr.Interval", "AlignedDataCtrlr.Enabled"):
+            self.schedule_aligned()
 
     # --- remote control (bridge.station.remote_start_stop)
 
