@@ -357,9 +357,14 @@ async def test_session_survives_csms_outage_and_two_kill_9_every_event_once_in_o
             await oem.settle_in_c2()
 
             # 4. the CSMS comes back; a little more charging online, then the EV leaves
+            boots_before = len(oem.seen("boot_status", status="accepted"))
             csms_back = time.time()
             await csms.start()
-            accepted_again = await oem.next_update("boot_status", status="accepted")
+            await oem.until(
+                lambda: len(oem.seen("boot_status", status="accepted")) > boots_before,
+                "boot_status accepted after the outage",
+            )
+            accepted_again = oem.seen("boot_status", status="accepted")[-1][0]
             report.append(f"CSMS back at {time.monotonic() - started:.1f} s")
             await oem.toggle(FINAL_TOGGLES)
             await unplug(oem, csms)
@@ -451,6 +456,7 @@ async def one_restart(
                 lambda: periodic(transaction_events(csms), 0.0) >= 2, WAIT, "periodic samples"
             )
             await oem.settle_in_c2()
+            boots = len(oem.seen("boot_status", status="accepted"))
             killed = time.time()
             bridge.kill9()
             if report_while_down:
@@ -468,7 +474,10 @@ async def one_restart(
                     "the restarted bridge ready, its cs_contactor_status answered",
                 )
                 await oem.pilot_to("C2")
-            await oem.next_update("boot_status", status="accepted")
+            await oem.until(
+                lambda: len(oem.seen("boot_status", status="accepted")) > boots,
+                "boot_status accepted after the restart",
+            )
             # A few TxUpdatedIntervals of charging after the restart.
             with contextlib.suppress(AssertionError):
                 await csms.wait(
