@@ -3,8 +3,11 @@
 `tests/ocpp_rpc/csms.js` validates every CALL and CALLRESULT in both directions against the
 OCPP 2.0.1 JSON schemas ocpp-rpc ships, plus the OCPP-J rules no schema expresses (message id
 length, CALLERROR shape, RFC 3339 time offsets), while it runs a scripted session: boot, status,
-heartbeat, GetVariables, SetVariables, GetBaseReport, GetReport and TriggerMessage. It prints one
-JSON summary line; this test asserts on it. `scripts/test` (CI) installs the npm package.
+heartbeat, GetVariables, SetVariables, GetBaseReport, GetReport and TriggerMessage; or, with
+`--scenario=session`, a charging session that the OEM simulator (bridge.oem_sim) plays through a
+real Mosquitto: Authorize, TransactionEvent Started/Updated/Ended with their meter values, and
+clock-aligned MeterValues of an idle EVSE. It prints one JSON summary line; these tests assert on
+it. `scripts/test` (CI) installs the npm package.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +27,9 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import load_settings
-from tests.conftest import free_port, write_config
+from bridge.oem_sim import DEFAULT_TOKEN, cli
+from bridge.oem_sim.simulator import Simulator
+from tests.conftest import Broker, free_port, write_config
 
 PEER = Path(__file__).resolve().parent / "ocpp_rpc"
 CONNECTORS = [(1, 1), (2, 1)]  # evses = [1, 1]
@@ -30,6 +38,14 @@ PRELOAD = (
     '"OCPPCommCtrlr.RetryBackOffWaitMinimum" = 1\n'
     '"OCPPCommCtrlr.RetryBackOffRandomRange" = 0\n'
     f'"DeviceDataCtrlr.ItemsPerMessage[GetReport]" = {ITEMS_PER_REPORT}\n'
+)
+# The charging session: a periodic sample and a clock-aligned one every second (the idle EVSE 2
+# sends its clock-aligned values as MeterValues, EVSE 1's transaction as TransactionEvents).
+SESSION_PRELOAD = (
+    '"OCPPCommCtrlr.RetryBackOffWaitMinimum" = 1\n'
+    '"OCPPCommCtrlr.RetryBackOffRandomRange" = 0\n'
+    '"SampledDataCtrlr.TxUpdatedInterval" = 1\n'
+    '"AlignedDataCtrlr.Interval" = 1\n'
 )
 
 
@@ -48,18 +64,22 @@ def _node_or_skip() -> str:
     pytest.skip(message)
 
 
-async def _run_session(node: str, tmp_path: Path) -> tuple[dict[str, Any], int, str]:
-    """Run csms.js and the bridge against each other; the summary, node's exit code, its log."""
+@dataclass
+class Peer:
+    """csms.js running: its URL, its process, where its stderr goes."""
+
+    url: str
+    process: asyncio.subprocess.Process
+    stderr: Path
+
+
+@asynccontextmanager
+async def _strict_csms(node: str, tmp_path: Path, *args: str) -> AsyncIterator[Peer]:
+    """csms.js with these arguments, listening; killed on exit if still running."""
     stderr_path = tmp_path / "csms.stderr"
     with stderr_path.open("wb") as stderr:
         peer = await asyncio.create_subprocess_exec(
-            node,
-            str(PEER / "csms.js"),
-            "0",
-            f"--connectors={len(CONNECTORS)}",
-            "--timeout=15",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
+            node, str(PEER / "csms.js"), "0", *args, stdout=asyncio.subprocess.PIPE, stderr=stderr
         )
     assert peer.stdout is not None
     try:
@@ -67,25 +87,38 @@ async def _run_session(node: str, tmp_path: Path) -> tuple[dict[str, Any], int, 
         assert first.startswith("listening 127.0.0.1:"), (
             f"csms.js did not start: {first!r}\n{stderr_path.read_text()}"
         )
-        url = f"ws://{first.split()[1]}"
-        config = write_config(
-            tmp_path / "bridge.toml",
-            None,
-            evses=json.dumps([1] * len(CONNECTORS)),
-            csms=f'url = "{url}"',
-            extra=f"[device_model]\n{PRELOAD}",
-            mqtt_port=free_port(),  # nothing listens there: this test needs no broker
-        )
-        async with Bridge(load_settings(config)):
-            line = await asyncio.wait_for(peer.stdout.readline(), 17)
-        returncode = await asyncio.wait_for(peer.wait(), 5)
+        yield Peer(f"ws://{first.split()[1]}", peer, stderr_path)
     finally:
         if peer.returncode is None:
             peer.kill()
             await peer.wait()
-    log = stderr_path.read_text()
-    assert line, f"csms.js printed no summary (exit {peer.returncode})\n{log}"
+
+
+async def _summary(peer: Peer, timeout: float) -> tuple[dict[str, Any], int, str]:
+    """csms.js's JSON summary line, its exit code and its log."""
+    assert peer.process.stdout is not None
+    line = await asyncio.wait_for(peer.process.stdout.readline(), timeout)
+    returncode = await asyncio.wait_for(peer.process.wait(), 5)
+    log = peer.stderr.read_text()
+    assert line, f"csms.js printed no summary (exit {peer.process.returncode})\n{log}"
     return json.loads(line), returncode, log
+
+
+async def _run_session(node: str, tmp_path: Path) -> tuple[dict[str, Any], int, str]:
+    """Run csms.js and the bridge against each other; the summary, node's exit code, its log."""
+    async with _strict_csms(
+        node, tmp_path, f"--connectors={len(CONNECTORS)}", "--timeout=15"
+    ) as peer:
+        config = write_config(
+            tmp_path / "bridge.toml",
+            None,
+            evses=json.dumps([1] * len(CONNECTORS)),
+            csms=f'url = "{peer.url}"',
+            extra=f"[device_model]\n{PRELOAD}",
+            mqtt_port=free_port(),  # nothing listens there: this test needs no broker
+        )
+        async with Bridge(load_settings(config)):
+            return await _summary(peer, 17)
 
 
 def _result(response: dict[str, Any], key: str, component: str, variable: str) -> dict[str, Any]:
@@ -195,3 +228,80 @@ async def test_strict_ocpp_rpc_csms_sees_no_schema_violation(tmp_path: Path) -> 
 
     # TriggerMessage(Heartbeat) and TriggerMessage(StatusNotification, evse): both Accepted
     assert responses["TriggerMessage"] == [{"status": "Accepted"}, {"status": "Accepted"}]
+
+
+async def test_strict_ocpp_rpc_csms_sees_no_schema_violation_in_a_charging_session(
+    tmp_path: Path, broker: Broker
+) -> None:
+    node = _node_or_skip()
+    args = ("--scenario=session", f"--connectors={len(CONNECTORS)}", "--timeout=45")
+    async with _strict_csms(node, tmp_path, *args) as peer:
+        config = write_config(
+            tmp_path / "bridge.toml",
+            broker,
+            evses=json.dumps([1] * len(CONNECTORS)),
+            csms=f'url = "{peer.url}"',
+            extra=f"[device_model]\n{SESSION_PRELOAD}",
+        )
+        argv = ["--config", str(config), "--device-model", "off", "--charge-seconds", "3"]
+        lines: list[str] = []
+        errors: list[str] = []
+        simulator = Simulator(
+            cli.options(cli.parser().parse_args(argv)), write=lines.append, complain=errors.append
+        )
+        sim = asyncio.create_task(simulator.run())  # first: it is there when the bridge asks
+        try:
+            async with Bridge(load_settings(config)):
+                assert await asyncio.wait_for(sim, 60) == 0, (errors, lines)
+                summary, returncode, log = await _summary(peer, 30)
+        finally:
+            sim.cancel()
+            await asyncio.gather(sim, return_exceptions=True)
+    context = f"summary: {json.dumps(summary, indent=1)}\ncsms.js log:\n{log}"
+
+    assert summary["violations"] == [], (
+        "the strict ocpp-rpc CSMS saw violations:\n"
+        + "\n".join(json.dumps(v) for v in summary["violations"])
+        + f"\n{context}"
+    )
+    assert summary["error"] is None, context
+    assert returncode == 0, context
+    assert summary["ok"] is True, context
+    assert summary["steps"][-1] == "done", context
+    assert summary["unexpected"] == []
+
+    # The strict CSMS answered every CALL of the station with a CALLRESULT (its own answers
+    # pass strict validation too: one that failed would have gone out as a CALLERROR).
+    received = summary["received"]
+    assert {"BootNotification", "StatusNotification", "Authorize"} <= set(received)
+    assert {"TransactionEvent", "MeterValues"} <= set(received)
+    assert summary["answered"] == received, context
+    assert summary["refused"] == {}
+
+    # C01: the token, authorized online
+    assert summary["authorizations"] == [{"idToken": DEFAULT_TOKEN, "type": "ISO14443"}]
+
+    # E01-E09: one transaction, Started, Updated, Ended, seqNo from 0 without gaps
+    events = summary["transactions"]
+    kinds = [e["eventType"] for e in events]
+    assert kinds[0] == "Started"
+    assert kinds[-1] == "Ended"
+    assert set(kinds[1:-1]) == {"Updated"}
+    assert len({e["transactionId"] for e in events}) == 1
+    assert [e["seqNo"] for e in events] == list(range(len(events)))
+    assert not any(e["offline"] for e in events)
+    assert [e["idToken"] for e in events if e["idToken"]] == [
+        {"idToken": DEFAULT_TOKEN, "type": "ISO14443"}
+    ]
+    triggers = {e["triggerReason"] for e in events}
+    assert {"CablePluggedIn", "Authorized", "ChargingStateChanged"} <= triggers
+    assert {"MeterValuePeriodic", "MeterValueClock"} <= triggers  # J02, J01
+    assert "Charging" in {e["chargingState"] for e in events}
+    assert events[0]["contexts"] == ["Transaction.Begin"]
+    assert events[-1]["contexts"] == ["Transaction.End"]
+    assert (events[-1]["triggerReason"], events[-1]["stoppedReason"]) == ("StopAuthorized", "Local")
+
+    # J01: clock-aligned MeterValues outside a transaction (EVSE 2 never had one)
+    meter_values = summary["meterValues"]
+    assert 2 in {m["evseId"] for m in meter_values}
+    assert all(m["contexts"] == ["Sample.Clock"] and m["readings"] > 0 for m in meter_values)

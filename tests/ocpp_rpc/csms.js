@@ -4,19 +4,26 @@
 // the OCPP 2.0.1 JSON schemas it ships (strictMode), plus a few OCPP-J rules those schemas cannot
 // express (message id length, CALLERROR shape, RFC 3339 time offsets).
 //
-// Usage: node csms.js [PORT] [--connectors=N] [--timeout=SECONDS]
+// Usage: node csms.js [PORT] [--connectors=N] [--timeout=SECONDS] [--scenario=provisioning|session]
 //   PORT 0 (the default) picks a free port. The first stdout line is "listening 127.0.0.1:<port>";
 //   the last is ONE JSON summary:
-//   {"ok", "violations", "received", "responses", "reports", "statuses", "steps", "error", ...}
+//   {"ok", "violations", "received", "answered", "responses", "reports", "statuses", "steps",
+//    "transactions", "meterValues", "error", ...}
 //   Exit 0 when the scripted session ran to its end (violations only make "ok" false), 1 on an
 //   unexpected error, 2 on the overall timeout. Progress goes to stderr.
+//   "received" counts the station's CALLs by action, "answered" the CALLRESULTs this CSMS sent
+//   back (a CALLRESULT that fails strict validation goes out as a CALLERROR instead: "refused").
 //
-// The scripted session, for one station:
+// The scripted session, for one station (--scenario=provisioning, the default):
 //   BootNotification (Accepted, interval 1), StatusNotification for every connector, then the CSMS
 //   calls GetVariables, SetVariables, GetVariables, GetBaseReport(FullInventory) and waits for every
 //   NotifyReport part up to tbc=false, GetReport by componentVariable and by componentCriteria,
 //   TriggerMessage(Heartbeat) and TriggerMessage(StatusNotification, evse), waits for the triggered
 //   messages, and finally for at least MIN_HEARTBEATS Heartbeats in all.
+// --scenario=session: a charging session the station's OEM plays (the test drives it): after the
+//   boot and the StatusNotifications, the CSMS answers Authorize (Accepted), TransactionEvent
+//   (idTokenInfo Accepted when an idToken comes) and MeterValues, and waits for an Authorize, a
+//   transaction's Started, Updated and Ended, and a MeterValues outside a transaction.
 'use strict';
 
 const { RPCServer, createRPCError } = require('ocpp-rpc');
@@ -33,9 +40,11 @@ const STEP_TIMEOUT_MS = 8000;
 let port = 0;
 let connectors = 2;
 let timeoutSeconds = 30;
+let scenario = 'provisioning';
 for (const arg of process.argv.slice(2)) {
     let m;
     if ((m = /^--connectors=(\d+)$/.exec(arg))) connectors = Number(m[1]);
+    else if ((m = /^--scenario=(provisioning|session)$/.exec(arg))) scenario = m[1];
     else if ((m = /^--timeout=(\d+(?:\.\d+)?)$/.exec(arg))) timeoutSeconds = Number(m[1]);
     else if (/^\d+$/.test(arg)) port = Number(arg);
     else {
@@ -53,13 +62,19 @@ const summary = {
     offered: [], // the subprotocols the station offered
     identity: null,
     violations: [],
+    scenario,
     received: {}, // station CALL action -> count
+    answered: {}, // station CALL action -> CALLRESULTs this CSMS sent
+    refused: {}, // station CALL action -> CALLERRORs this CSMS sent
     responses: {}, // CSMS CALL action -> [station's CALLRESULT payloads]
     boot: null, // the BootNotification payload
     statuses: [], // [evseId, connectorId, connectorStatus, timestamp] in order of arrival
     reports: {}, // requestId -> [{seqNo, tbc, items, generatedAt}]
     steps: [], // the scripted steps completed
     unexpected: [], // station CALLs outside the script
+    authorizations: [], // Authorize idTokens
+    transactions: [], // TransactionEvents: {eventType, seqNo, triggerReason, transactionId, ...}
+    meterValues: [], // MeterValues: {evseId, readings, contexts}
     error: null,
 };
 const log = (...args) => process.stderr.write(`[csms.js] ${args.join(' ')}\n`);
@@ -129,6 +144,28 @@ function checkFrame(raw) {
         if (!ERROR_CODES.has(code)) violation('frame', { messageId: id, error: `CALLERROR code ${JSON.stringify(code)} is not an OCPP-J 2.0.1 error code` });
         if (typeof description !== 'string' || description.length > 255) violation('frame', { messageId: id, error: 'CALLERROR errorDescription is not a string of at most 255 characters' });
         if (!details || typeof details !== 'object' || Array.isArray(details)) violation('frame', { messageId: id, error: 'CALLERROR errorDetails is not an object' });
+    }
+}
+
+// The station's CALLs by message id, to count what this CSMS answered them with.
+const stationCalls = new Map();
+
+function noteFrame(raw, outbound) {
+    let frame;
+    try {
+        frame = JSON.parse(raw.toString());
+    } catch {
+        return;
+    }
+    if (!Array.isArray(frame)) return;
+    const [type, id, method] = frame;
+    if (!outbound && type === 2) {
+        stationCalls.set(id, method);
+    } else if (outbound && (type === 3 || type === 4) && stationCalls.has(id)) {
+        const counts = type === 3 ? summary.answered : summary.refused;
+        const action = stationCalls.get(id);
+        counts[action] = (counts[action] ?? 0) + 1;
+        stationCalls.delete(id);
     }
 }
 
@@ -225,17 +262,41 @@ async function waitForReport(requestId) {
     return parts();
 }
 
-async function session(client) {
-    const step = name => {
-        summary.steps.push(name);
-        log('step done:', name);
-    };
+const step = name => {
+    summary.steps.push(name);
+    log('step done:', name);
+};
+const connectorsSeen = () =>
+    new Set(since(0, 'StatusNotification').map(c => `${c.params.evseId}/${c.params.connectorId}`));
+
+async function bootAndStatus() {
     await waitFor('BootNotification', () => since(0, 'BootNotification').length > 0);
     step('boot');
-    const connectorsSeen = () =>
-        new Set(since(0, 'StatusNotification').map(c => `${c.params.evseId}/${c.params.connectorId}`));
     await waitFor(`StatusNotification for ${connectors} connectors`, () => connectorsSeen().size >= connectors);
     step('status');
+}
+
+// --scenario=session: the OEM drives; this CSMS answers and waits for each part of the session.
+async function chargingSession() {
+    await bootAndStatus();
+    const sessionStep = timeoutSeconds * 1000; // the overall timeout bounds it first
+    const events = type => since(0, 'TransactionEvent', p => p.eventType === type);
+    await waitFor('Authorize', () => since(0, 'Authorize').length > 0, sessionStep);
+    step('Authorize');
+    await waitFor('TransactionEvent Started', () => events('Started').length > 0, sessionStep);
+    step('TransactionEvent Started');
+    await waitFor('TransactionEvent Updated', () => events('Updated').length > 0, sessionStep);
+    step('TransactionEvent Updated');
+    await waitFor('TransactionEvent Ended', () => events('Ended').length > 0, sessionStep);
+    step('TransactionEvent Ended');
+    await waitFor('MeterValues', () => since(0, 'MeterValues').length > 0, sessionStep);
+    step('MeterValues');
+    step('done');
+}
+
+async function session(client) {
+    if (scenario === 'session') return chargingSession();
+    await bootAndStatus();
 
     const cv = (component, variable, extra = {}) => ({ component, variable, ...extra });
     await csmsCall(client, 'GetVariables', {
@@ -318,6 +379,33 @@ const STATION_CALLS = {
         return {};
     },
     Heartbeat: () => ({ currentTime: new Date().toISOString() }),
+    Authorize: params => {
+        summary.authorizations.push(params.idToken);
+        return { idTokenInfo: { status: 'Accepted' } };
+    },
+    TransactionEvent: params => {
+        summary.transactions.push({
+            eventType: params.eventType, seqNo: params.seqNo, triggerReason: params.triggerReason,
+            transactionId: params.transactionInfo?.transactionId,
+            chargingState: params.transactionInfo?.chargingState ?? null,
+            stoppedReason: params.transactionInfo?.stoppedReason ?? null,
+            evseId: params.evse?.id ?? null, idToken: params.idToken ?? null,
+            offline: params.offline ?? false,
+            contexts: [...new Set((params.meterValue ?? []).flatMap(
+                m => m.sampledValue.map(v => v.context ?? 'Sample.Periodic')))],
+        });
+        // TransactionEventResponse: idTokenInfo is required when the request has an idToken
+        return params.idToken ? { idTokenInfo: { status: 'Accepted' } } : {};
+    },
+    MeterValues: params => {
+        summary.meterValues.push({
+            evseId: params.evseId,
+            readings: params.meterValue.reduce((n, m) => n + m.sampledValue.length, 0),
+            contexts: [...new Set(params.meterValue.flatMap(
+                m => m.sampledValue.map(v => v.context ?? 'Sample.Periodic')))],
+        });
+        return {};
+    },
     NotifyReport: params => {
         (summary.reports[params.requestId] ??= []).push({
             seqNo: params.seqNo, tbc: params.tbc ?? false,
@@ -352,6 +440,7 @@ async function main() {
         log(`station ${client.identity} connected with ${client.protocol}`);
         client.on('message', ({ message, outbound }) => {
             if (!outbound) checkFrame(message);
+            noteFrame(message, outbound);
         });
         client.on('strictValidationFailure', event => {
             event.error._recorded = true;
