@@ -264,6 +264,9 @@ class EvseSession:
         self.transaction = transaction
         self.connector = transaction.connector
         self.recovering = True
+        # The contactor as last known (closed while Charging or SuspendedEV), until the OEM's
+        # cs_contactor_status says otherwise.
+        self.contactor = transaction.charging_state in ("Charging", "SuspendedEV")
         if transaction.authorized and transaction.id_token is not None:
             self.token = Token(transaction.id_token, transaction.group, transaction.remote_start_id)
 
@@ -325,6 +328,8 @@ class EvseSession:
             met = [p for p in settings.start_points if now.get(p) and p not in self.spent]
             if met:
                 self._start(out, settings, START_TRIGGER[met[0]])
+            return out
+        if self.recovering:  # recover() decides, once the OEM's cp_status is known
             return out
         for point in settings.stop_points:
             if now[point] and point not in tx.reached:

@@ -63,6 +63,7 @@ AUTHORIZE: Final = "authorize"
 # What the station waits for the OEM's cp_status after a restart before it ends a transaction
 # that was open with PowerLoss (the OEM republishes its state when the bridge is ready).
 RECOVERY_WAIT: Final = "recover"
+RECOVERY_SECONDS: Final = 10.0
 
 
 @dataclass(slots=True)
@@ -158,8 +159,7 @@ class Transactions:
                 )
             )
         if any(s.recovering for s in self.sessions.values()):
-            wait = 2 * float(self.device_model.int_value("OCPPCommCtrlr.MessageTimeout[Default]"))
-            self.effects.add(Schedule(RECOVERY_WAIT, max(wait, 10.0)))
+            self.effects.add(Schedule(RECOVERY_WAIT, RECOVERY_SECONDS))
         self.schedule_aligned()
 
     # --- session inputs from the OEM
@@ -175,6 +175,8 @@ class Transactions:
             session.connected, session.ev_ready = connected, ready
             session.connector = connector
             self._apply(evse, session.recover(settings, charging=ready))
+            if session.transaction is not None:  # resumed: TxUpdatedInterval samples go on
+                self._schedule_sample(evse)
             return
         self._apply(evse, session.plugged(settings, connected, connector))
         if connected:

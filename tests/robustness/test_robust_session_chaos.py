@@ -36,7 +36,7 @@ the same message (same messageId and payload), e.g. an event in flight when the 
 
 Two smaller tests look at one restart with the CSMS up: the resumed transaction goes on with its
 TxUpdatedInterval samples, and reports no charging state the EV did not take (it charged
-throughout). Both fail today (xfail, strict): see their reasons.
+throughout).
 """
 
 from __future__ import annotations
@@ -505,11 +505,6 @@ def periodic(events: list[Received], after: float) -> int:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transactions.py cp_status: a resumed transaction's Sample.Periodic timer is never "
-    "scheduled again (only a Started event schedules it)",
-)
 @pytest.mark.timeout(60)
 async def test_resumed_transaction_keeps_its_tx_updated_interval_meter_values(
     tmp_path: Path, broker: Broker
@@ -521,11 +516,6 @@ async def test_resumed_transaction_keeps_its_tx_updated_interval_meter_values(
     assert periodic(events, killed) >= 2, [e.payload["triggerReason"] for e in after]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="evse_session.py: a restored transaction forgets the contactor (closed while "
-    "Charging) and still makes Updated events while recovering, before the OEM's cp_status",
-)
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("report_while_down", [True, False], ids=["reported", "republished"])
 async def test_resumed_transaction_reports_no_charging_state_the_ev_did_not_take(
