@@ -305,3 +305,44 @@ async def test_strict_ocpp_rpc_csms_sees_no_schema_violation_in_a_charging_sessi
     meter_values = summary["meterValues"]
     assert 2 in {m["evseId"] for m in meter_values}
     assert all(m["contexts"] == ["Sample.Clock"] and m["readings"] > 0 for m in meter_values)
+
+
+async def test_strict_ocpp_rpc_csms_drives_remote_control_without_schema_violations(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Remote start, remote stop (unknown and known), change availability, unlock and reset from
+    the strict peer; the OEM simulator answers the bridge's requests like firmware would."""
+    node = _node_or_skip()
+    async with _strict_csms(node, tmp_path, "--scenario=remote", "--connectors=1") as peer:
+        config = write_config(tmp_path / "bridge.toml", broker, csms=f'url = "{peer.url}"')
+        argv = ["--config", str(config), "--device-model", "off", "--scenario", "idle"]
+        errors: list[str] = []
+        simulator = Simulator(
+            cli.options(cli.parser().parse_args(argv)),
+            write=lambda line: None,
+            complain=errors.append,
+        )
+        sim = asyncio.create_task(simulator.run())
+        try:
+            async with Bridge(load_settings(config)):
+                summary, returncode, log = await _summary(peer, 40)
+        finally:
+            sim.cancel()
+            await asyncio.gather(sim, return_exceptions=True)
+    context = f"summary: {json.dumps(summary, indent=1)}\ncsms.js log:\n{log}"
+    assert summary["violations"] == [], context
+    assert (summary["error"], returncode, summary["ok"]) == (None, 0, True), context
+    assert summary["steps"][-6:] == [
+        "RequestStartTransaction",
+        "RequestStopTransaction",
+        "ChangeAvailability",
+        "UnlockConnector",
+        "Reset",
+        "done",
+    ], context
+    assert summary["answered"] == summary["received"], context
+    events = summary["transactions"]
+    assert [e["seqNo"] for e in events] == list(range(len(events)))
+    assert (events[0]["eventType"], events[0]["triggerReason"]) == ("Started", "RemoteStart")
+    assert (events[-1]["triggerReason"], events[-1]["stoppedReason"]) == ("RemoteStop", "Remote")
+    assert summary["authorizations"] == [{"idToken": "RFID42", "type": "ISO14443"}]  # F01.FR.01

@@ -4,7 +4,7 @@
 // the OCPP 2.0.1 JSON schemas it ships (strictMode), plus a few OCPP-J rules those schemas cannot
 // express (message id length, CALLERROR shape, RFC 3339 time offsets).
 //
-// Usage: node csms.js [PORT] [--connectors=N] [--timeout=SECONDS] [--scenario=provisioning|session]
+// Usage: node csms.js [PORT] [--connectors=N] [--timeout=SECONDS] [--scenario=provisioning|session|remote]
 //   PORT 0 (the default) picks a free port. The first stdout line is "listening 127.0.0.1:<port>";
 //   the last is ONE JSON summary:
 //   {"ok", "violations", "received", "answered", "responses", "reports", "statuses", "steps",
@@ -24,6 +24,10 @@
 //   boot and the StatusNotifications, the CSMS answers Authorize (Accepted), TransactionEvent
 //   (idTokenInfo Accepted when an idToken comes) and MeterValues, and waits for an Authorize, a
 //   transaction's Started, Updated and Ended, and a MeterValues outside a transaction.
+// --scenario=remote: the CSMS controls the station (its OEM answers like firmware would):
+//   RequestStartTransaction (Accepted, then Started with triggerReason RemoteStart), an unknown
+//   RequestStopTransaction (Rejected), RequestStopTransaction (Accepted, then Ended RemoteStop),
+//   ChangeAvailability Inoperative and Operative, UnlockConnector, Reset OnIdle.
 'use strict';
 
 const { RPCServer, createRPCError } = require('ocpp-rpc');
@@ -44,7 +48,7 @@ let scenario = 'provisioning';
 for (const arg of process.argv.slice(2)) {
     let m;
     if ((m = /^--connectors=(\d+)$/.exec(arg))) connectors = Number(m[1]);
-    else if ((m = /^--scenario=(provisioning|session)$/.exec(arg))) scenario = m[1];
+    else if ((m = /^--scenario=(provisioning|session|remote)$/.exec(arg))) scenario = m[1];
     else if ((m = /^--timeout=(\d+(?:\.\d+)?)$/.exec(arg))) timeoutSeconds = Number(m[1]);
     else if (/^\d+$/.test(arg)) port = Number(arg);
     else {
@@ -294,8 +298,43 @@ async function chargingSession() {
     step('done');
 }
 
+// --scenario=remote: the CSMS starts and stops a transaction and controls the station.
+async function remoteControl(client) {
+    await bootAndStatus();
+    const events = (type, trigger) =>
+        since(0, 'TransactionEvent', p => p.eventType === type && p.triggerReason === trigger);
+    let result = await csmsCall(client, 'RequestStartTransaction', {
+        evseId: 1, remoteStartId: 42, idToken: { idToken: 'RFID42', type: 'ISO14443' },
+    });
+    expectEqual('RequestStartTransaction status', result.status, 'Accepted');
+    const [started] = await waitFor('TransactionEvent Started (RemoteStart)',
+        () => events('Started', 'RemoteStart').length > 0 && events('Started', 'RemoteStart'));
+    expectEqual('remoteStartId', started.params.transactionInfo.remoteStartId, 42);
+    step('RequestStartTransaction');
+    result = await csmsCall(client, 'RequestStopTransaction', { transactionId: 'no-such-transaction' });
+    expectEqual('RequestStopTransaction(unknown) status', result.status, 'Rejected');
+    const transactionId = started.params.transactionInfo.transactionId;
+    result = await csmsCall(client, 'RequestStopTransaction', { transactionId });
+    expectEqual('RequestStopTransaction status', result.status, 'Accepted');
+    await waitFor('TransactionEvent Ended (RemoteStop)', () => events('Ended', 'RemoteStop').length > 0);
+    step('RequestStopTransaction');
+    result = await csmsCall(client, 'ChangeAvailability', { operationalStatus: 'Inoperative', evse: { id: 1 } });
+    expectEqual('ChangeAvailability(Inoperative) status', result.status, 'Accepted');
+    result = await csmsCall(client, 'ChangeAvailability', { operationalStatus: 'Operative' });
+    expectEqual('ChangeAvailability(Operative) status', result.status, 'Accepted');
+    step('ChangeAvailability');
+    result = await csmsCall(client, 'UnlockConnector', { evseId: 1, connectorId: 1 });
+    expectEqual('UnlockConnector status', result.status, 'Unlocked');
+    step('UnlockConnector');
+    result = await csmsCall(client, 'Reset', { type: 'OnIdle' });
+    expectEqual('Reset status', result.status, 'Accepted');
+    step('Reset');
+    step('done');
+}
+
 async function session(client) {
     if (scenario === 'session') return chargingSession();
+    if (scenario === 'remote') return remoteControl(client);
     await bootAndStatus();
 
     const cv = (component, variable, extra = {}) => ({ component, variable, ...extra });
