@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from bridge import schemas, versions
 from bridge.config import Settings
@@ -23,6 +23,7 @@ from bridge.station.authorization import Authorization
 from bridge.station.availability import Availability, evse_condition
 from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
+from bridge.station.connector_lock import ConnectorLock
 from bridge.station.device_model import DeviceModel
 from bridge.station.dispatcher import Dispatcher, schema_call_error
 from bridge.station.effects import Effect, Effects, Publish, Send
@@ -32,7 +33,7 @@ from bridge.station.provisioning.boot import Registration
 from bridge.station.provisioning.network_profiles import NetworkProfiles
 from bridge.station.provisioning.reports import Reports
 from bridge.station.provisioning.variables import Provisioning
-from bridge.station.remote_control import RemoteControl
+from bridge.station.remote_control import RemoteControl, TransactionTrigger
 from bridge.station.security import CertificateStore, Security, check_password
 from bridge.station.transactions import Transactions
 from bridge.store import Store
@@ -106,7 +107,24 @@ class Station:
         )
         self.transactions.registration = self.registration
         self.reports = Reports(dm, self.queue, self.clock)
-        self.remote_control = RemoteControl(self.registration, self.availability, self.queue)
+        self.remote_control = RemoteControl(
+            self.registration,
+            self.availability,
+            self.queue,
+            dm,
+            self.clock,
+            # The cast goes once Transactions.trigger (TriggerMessage TransactionEvent) exists.
+            cast(TransactionTrigger, self.transactions),
+            oem.evse_name,
+            settings.oem.delegate,
+            self._delegate,
+        )
+        self.connector_lock = ConnectorLock(
+            self.availability.connectors,
+            self.transactions.sessions,
+            oem.evse_name,
+            lambda: self.ask_oem,
+        )
         self.connectivity = Connectivity(
             csms,
             lambda: self.identity,
@@ -128,6 +146,7 @@ class Station:
             ("GetBaseReport", self.reports.get_base_report),
             ("GetReport", self.reports.get_report),
             ("TriggerMessage", self.remote_control.trigger_message),
+            ("UnlockConnector", self.connector_lock.unlock_connector),
             ("InstallCertificate", self.security.install_certificate),
             ("GetInstalledCertificateIds", self.security.get_installed_certificate_ids),
             ("DeleteCertificate", self.security.delete_certificate),
@@ -185,6 +204,8 @@ class Station:
             self.registration.answered(message, outcome)
 
     def timer(self, name: str) -> None:
+        if self.remote_control.timer(name):
+            return
         if not self.transactions.timer(name):
             self.registration.timer(name)
 
@@ -272,7 +293,9 @@ class Station:
 
     def oem_answered(self, key: str, reply: OemReply) -> None:
         """The answer to an AskOem effect."""
-        if not self.transactions.oem_answered(key, reply):
+        if self.transactions.oem_answered(key, reply):
+            return
+        if not self.remote_control.oem_answered(key, reply):
             log.info("OEM answer for %s: %s", key, type(reply).__name__)
 
     def apply_device_model(self, data: dict[str, Any]) -> bool:
