@@ -240,7 +240,9 @@ async def test_f06_trigger_message_variants(tmp_path: Path) -> None:
                     {"requestedMessage": "StatusNotification", "evse": evse},
                 )
             assert info.value.code == "OccurrenceConstraintViolation"
-        result = await csms.call("CP001", "TriggerMessage", {"requestedMessage": "MeterValues"})
+        result = await csms.call(
+            "CP001", "TriggerMessage", {"requestedMessage": "PublishFirmwareStatusNotification"}
+        )
         assert result == {"status": "NotImplemented"}  # F06.FR.08
         assert csms.schema_errors == []
 

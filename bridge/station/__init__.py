@@ -23,6 +23,7 @@ from bridge.station.authorization import Authorization
 from bridge.station.availability import Availability, evse_condition
 from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
+from bridge.station.connector_lock import ConnectorLock
 from bridge.station.device_model import DeviceModel
 from bridge.station.dispatcher import Dispatcher, schema_call_error
 from bridge.station.effects import Effect, Effects, Publish, Send
@@ -120,7 +121,23 @@ class Station:
         self.registration.reason = store.station_value(BOOT_REASON) or "PowerUp"
         self.registration.on_accepted.append(lambda: store.save_station_value(BOOT_REASON, None))
         self.reports = Reports(dm, self.queue, self.clock)
-        self.remote_control = RemoteControl(self.registration, self.availability, self.queue)
+        self.remote_control = RemoteControl(
+            self.registration,
+            self.availability,
+            self.queue,
+            dm,
+            self.clock,
+            self.transactions,
+            oem.evse_name,
+            settings.oem.delegate,
+            self._delegate,
+        )
+        self.connector_lock = ConnectorLock(
+            self.availability.connectors,
+            self.transactions.sessions,
+            oem.evse_name,
+            lambda: self.ask_oem,
+        )
         self.connectivity = Connectivity(
             csms,
             lambda: self.identity,
@@ -142,6 +159,7 @@ class Station:
             ("GetBaseReport", self.reports.get_base_report),
             ("GetReport", self.reports.get_report),
             ("TriggerMessage", self.remote_control.trigger_message),
+            ("UnlockConnector", self.connector_lock.unlock_connector),
             ("InstallCertificate", self.security.install_certificate),
             ("GetInstalledCertificateIds", self.security.get_installed_certificate_ids),
             ("DeleteCertificate", self.security.delete_certificate),
@@ -205,7 +223,11 @@ class Station:
             self.registration.answered(message, outcome)
 
     def timer(self, name: str) -> None:
-        if not (self.transactions.timer(name) or self.remote_start_stop.timer(name)):
+        if not (
+            self.remote_control.timer(name)
+            or self.transactions.timer(name)
+            or self.remote_start_stop.timer(name)
+        ):
             self.registration.timer(name)
 
     def started(self) -> None:
@@ -296,6 +318,7 @@ class Station:
             self.transactions.oem_answered(key, reply)
             or self.remote_start_stop.oem_answered(key, reply)
             or self.resets.oem_answered(key, reply)
+            or self.remote_control.oem_answered(key, reply)
         ):
             log.info("OEM answer for %s: %s", key, type(reply).__name__)
 

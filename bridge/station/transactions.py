@@ -23,7 +23,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from bridge.oem.link import OemAnswer, OemReply
@@ -620,7 +620,23 @@ class Transactions:
         elif variable.key in ("AlignedDataCtrlr.Interval", "AlignedDataCtrlr.Enabled"):
             self.schedule_aligned()
 
-    # --- remote control (bridge.station.remote_start_stop)
+    # --- remote control (bridge.station.remote_start_stop, remote_control)
+
+    def trigger(self, evse: int | None) -> bool:
+        """F06.FR.07: an Updated TransactionEvent (triggerReason Trigger, a meter value with
+        context Trigger of TxUpdatedMeasurands) for the open transaction of `evse`, or of every
+        EVSE with one; False when there was none. It goes through the EVSE's hold queue."""
+        sent = False
+        measurands = self._measurands("Trigger")
+        for number, session in self.sessions.items():
+            if (evse is not None and number != evse) or session.transaction is None:
+                continue
+            for event in session.sample("Trigger").events:
+                event = replace(event, meter_context="Trigger")
+                payload = self._payload(number, event)
+                self._hold(Pending(number, event, payload, measurands, bool(measurands)))
+                sent = True
+        return sent
 
     def remote_authorized(self, session: EvseSession, token: Token) -> None:
         """A token the CSMS started the EVSE with (F01, F02): triggerReason RemoteStart."""
