@@ -33,6 +33,7 @@ from bridge.station.provisioning.network_profiles import NetworkProfiles
 from bridge.station.provisioning.reports import Reports
 from bridge.station.provisioning.variables import Provisioning
 from bridge.station.remote_control import RemoteControl
+from bridge.station.reservations import Reservations
 from bridge.station.security import CertificateStore, Security, check_password
 from bridge.station.transactions import Transactions
 from bridge.store import Store
@@ -105,6 +106,11 @@ class Station:
             oem.evse_name,
         )
         self.transactions.registration = self.registration
+        self.reservations = Reservations(
+            station.evses, dm, self.availability, self.queue, self.clock, self.effects, store
+        )
+        self.reservations.registration = self.registration
+        self.reservations.in_use = self._evse_in_use
         self.reports = Reports(dm, self.queue, self.clock)
         self.remote_control = RemoteControl(self.registration, self.availability, self.queue)
         self.connectivity = Connectivity(
@@ -134,6 +140,8 @@ class Station:
             ("SendLocalList", self.authorization.send_local_list),
             ("GetLocalListVersion", self.authorization.get_local_list_version),
             ("ClearCache", self.authorization.clear_cache),
+            ("ReserveNow", self.reservations.reserve_now),
+            ("CancelReservation", self.reservations.cancel_reservation),
         ):
             self.dispatcher.register(action, handler)
         # Set by the app: how to ask the OEM, and who hears the outcome of forwarded messages.
@@ -185,12 +193,18 @@ class Station:
             self.registration.answered(message, outcome)
 
     def timer(self, name: str) -> None:
-        if not self.transactions.timer(name):
+        if not self.transactions.timer(name) and not self.reservations.timer(name):
             self.registration.timer(name)
 
     def started(self) -> None:
         """The driver runs (the OEM's device model is applied, or given up on)."""
         self.transactions.started()
+        self.reservations.started()
+
+    def _evse_in_use(self, evse: int) -> bool:
+        """Does a session hold this EVSE (an authorization, a transaction)?"""
+        session = self.transactions.sessions[evse]
+        return session.token is not None or session.transaction is not None
 
     def take_effects(self) -> list[Effect]:
         return self.effects.take()
@@ -309,6 +323,7 @@ class Station:
                 self.registration.send_statuses(changed)
                 if state == "Faulted":
                     self.queue.put("NotifyEvent", self._problem_event(evse, entry), "event")
+        self.reservations.availability_changed()  # H01.FR.16: Removed when faulted
 
     def _problem_event(self, evse: int, entry: dict[str, Any]) -> dict[str, Any]:
         now = self.clock.timestamp()
@@ -359,6 +374,7 @@ class Station:
         evse = self._evse(data, "cp_status")
         if evse is not None and self._connector(evse, data["connector_id"], "cp_status"):
             self.transactions.cp_status(evse, data["connector_id"], data["state"])
+            self.reservations.availability_changed()
 
     def contactor_status(self, data: dict[str, Any]) -> None:
         evse = self._evse(data, "cs_contactor_status")
@@ -456,6 +472,7 @@ class Station:
             self.transactions.out_of_service([e for e in evses if not self.availability.usable(e)])
         if changed and self.registration.accepted and self.queue.connected:
             self.registration.send_statuses(changed)
+        self.reservations.availability_changed()  # H01.FR.17: Removed when unavailable
 
     # --- the state the OEM can ask for
 
