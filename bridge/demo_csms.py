@@ -227,6 +227,7 @@ class StationConnection(ChargePoint):  # type: ignore[misc]  # ocpp ships no typ
 _EMPTY_ANSWERS = (
     *("StatusNotification", "NotifyReport", "NotifyEvent", "SecurityEventNotification"),
     *("TransactionEvent", "MeterValues", "FirmwareStatusNotification", "LogStatusNotification"),
+    "ReservationStatusUpdate",
 )
 
 

@@ -30,7 +30,6 @@ REFERENCE = json.loads(
 # Optional functional blocks the station reports as Available=false (their variables are only
 # required when the block is implemented).
 NOT_IMPLEMENTED_BLOCKS = {
-    "ReservationCtrlr",
     "SmartChargingCtrlr",
     "MonitoringCtrlr",
     "DisplayMessageCtrlr",

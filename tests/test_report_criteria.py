@@ -78,7 +78,7 @@ async def test_b08_fr08_tariff_cost_ctrlr_with_every_available_instance_false_is
     components = await reported(station.reports, ["Available"])
     assert isinstance(components, set)
     assert "TariffCostCtrlr" not in components
-    assert "ReservationCtrlr" not in components  # Available = false
+    assert "SmartChargingCtrlr" not in components  # Available = false
     assert {"AlignedDataCtrlr", "SampledDataCtrlr"} <= components  # Available = true
     assert {"ClockCtrlr", "OCPPCommCtrlr"} <= components  # no Available variable
 

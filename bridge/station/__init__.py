@@ -35,6 +35,7 @@ from bridge.station.provisioning.reports import Reports
 from bridge.station.provisioning.variables import Provisioning
 from bridge.station.remote_control import RemoteControl
 from bridge.station.remote_start_stop import RemoteStartStop
+from bridge.station.reservations import Reservations
 from bridge.station.reset import BOOT_REASON, Resets
 from bridge.station.security import CertificateStore, Security, check_password
 from bridge.station.transactions import Transactions
@@ -120,6 +121,12 @@ class Station:
         )
         self.registration.reason = store.station_value(BOOT_REASON) or "PowerUp"
         self.registration.on_accepted.append(lambda: store.save_station_value(BOOT_REASON, None))
+        self.reservations = Reservations(
+            station.evses, dm, self.availability, self.queue, self.clock, self.effects, store
+        )
+        self.reservations.registration = self.registration
+        self.reservations.in_use = self._evse_in_use
+        self.transactions.reservations = self.reservations
         self.reports = Reports(dm, self.queue, self.clock)
         self.remote_control = RemoteControl(
             self.registration,
@@ -170,6 +177,8 @@ class Station:
             ("SendLocalList", self.authorization.send_local_list),
             ("GetLocalListVersion", self.authorization.get_local_list_version),
             ("ClearCache", self.authorization.clear_cache),
+            ("ReserveNow", self.reservations.reserve_now),
+            ("CancelReservation", self.reservations.cancel_reservation),
         ):
             self.dispatcher.register(action, handler)
         # Set by the app: how to ask the OEM, and who hears the outcome of forwarded messages.
@@ -227,12 +236,19 @@ class Station:
             self.remote_control.timer(name)
             or self.transactions.timer(name)
             or self.remote_start_stop.timer(name)
+            or self.reservations.timer(name)
         ):
             self.registration.timer(name)
 
     def started(self) -> None:
         """The driver runs (the OEM's device model is applied, or given up on)."""
         self.transactions.started()
+        self.reservations.started()
+
+    def _evse_in_use(self, evse: int) -> bool:
+        """Does a session hold this EVSE (an authorization, a transaction)?"""
+        session = self.transactions.sessions[evse]
+        return session.token is not None or session.transaction is not None
 
     def take_effects(self) -> list[Effect]:
         return self.effects.take()
@@ -356,6 +372,7 @@ class Station:
                 self.registration.send_statuses(changed)
                 if state == "Faulted":
                     self.queue.put("NotifyEvent", self._problem_event(evse, entry), "event")
+        self.reservations.availability_changed()  # H01.FR.16: Removed when faulted
 
     def _problem_event(self, evse: int, entry: dict[str, Any]) -> dict[str, Any]:
         now = self.clock.timestamp()
@@ -406,6 +423,7 @@ class Station:
         evse = self._evse(data, "cp_status")
         if evse is not None and self._connector(evse, data["connector_id"], "cp_status"):
             self.transactions.cp_status(evse, data["connector_id"], data["state"])
+            self.reservations.availability_changed()
 
     def contactor_status(self, data: dict[str, Any]) -> None:
         evse = self._evse(data, "cs_contactor_status")
@@ -503,6 +521,7 @@ class Station:
             self.transactions.out_of_service([e for e in evses if not self.availability.usable(e)])
         if changed and self.registration.accepted and self.queue.connected:
             self.registration.send_statuses(changed)
+        self.reservations.availability_changed()  # H01.FR.17: Removed when unavailable
 
     # --- the state the OEM can ask for
 

@@ -238,8 +238,12 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
         source="runtime",
     ),
     _var("LocalAuthListCtrlr", "DisablePostAuthorize", T.boolean, "false"),
+    # ReservationCtrlr (H01-H04): bridge.station.reservations. NonEvseSpecific: ReserveNow
+    # without evseId is accepted (H01.FR.18); `[device_model]` may set it false (H01.FR.19).
+    _var("ReservationCtrlr", "Available", T.boolean, "true", mutability=RO, constant=True),
+    _var("ReservationCtrlr", "Enabled", T.boolean, "true"),
+    _var("ReservationCtrlr", "NonEvseSpecific", T.boolean, "true", mutability=RO),
     # Optional functional blocks not implemented (yet): say so instead of staying silent.
-    _not_available("ReservationCtrlr"),
     _not_available("SmartChargingCtrlr"),
     _not_available("MonitoringCtrlr"),
     _not_available("DisplayMessageCtrlr"),

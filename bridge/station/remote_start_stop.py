@@ -62,6 +62,13 @@ class RemoteStartStop:
         if session is None:
             return Rejection("UnknownEvse" if why == "unknown" else "Busy", why).answer("Rejected")
         token = Token(payload["idToken"], payload.get("groupIdToken"), payload["remoteStartId"])
+        reservations = self.transactions.reservations
+        if reservations is not None and reservations.blocks(
+            session.evse, token.id_token, token.group
+        ):  # F01.FR.21, F01.FR.22
+            return Rejection("Reserved", "the EVSE is reserved for another token").answer(
+                "Rejected"
+            )
         self._count += 1
         key = f"{START}{self._count}"
         self._starts[key] = RemoteStart(session.evse, token)

@@ -42,6 +42,7 @@ from bridge.timeutil import Clock
 
 if TYPE_CHECKING:
     from bridge.station.provisioning.boot import Registration
+    from bridge.station.reservations import Reservations
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class Transactions:
         self.effects = effects
         self.evse_name = evse_name
         self.registration: Registration | None = None  # set by the station
+        self.reservations: Reservations | None = None  # set by the station (H03)
         self.sessions = {n: EvseSession(n) for n in range(1, len(evses) + 1)}
         self._held: dict[int, deque[Pending]] = {n: deque() for n in self.sessions}
         self._meter: dict[str, Pending] = {}
@@ -240,7 +242,12 @@ class Transactions:
             log.info("EVSE %d: token not accepted (%s)", target.evse,
                      info.get("status") if info else "unknown offline")  # fmt: skip
             return {"status": "rejected"}
-        self._authorized(target, Token(token, info.get("groupIdToken")))
+        group = info.get("groupIdToken")
+        if self.reservations is not None:
+            if self.reservations.blocks(target.evse, token, group):  # H03: reserved for another
+                return {"status": "rejected"}
+            self.reservations.use(target.evse, token, group)  # H03.FR.09
+        self._authorized(target, Token(token, group))
         await self.settled(target.evse)
         return {"status": "accepted"}
 
@@ -326,6 +333,8 @@ class Transactions:
             session = self.sessions[evse]
             had = session.token
             self._apply(evse, session.connection_timeout())
+            if self.reservations is not None and session.transaction is None:
+                self.reservations.take_used(evse)  # no transaction will carry it
             if had is not None and session.token is None:
                 self.effects.add(Publish("authorization", self._authorization_data(evse, had)))
         elif kind == "sample":
@@ -529,6 +538,9 @@ class Transactions:
             payload["offline"] = True
         if event.id_token is not None:
             payload["idToken"] = event.id_token
+        reservation_id = self.reservations.take_used(evse) if self.reservations else None
+        if reservation_id is not None:
+            payload["reservationId"] = reservation_id  # H01.FR.15
         return payload
 
     def _hold(self, pending: Pending) -> None:
@@ -640,6 +652,8 @@ class Transactions:
 
     def remote_authorized(self, session: EvseSession, token: Token) -> None:
         """A token the CSMS started the EVSE with (F01, F02): triggerReason RemoteStart."""
+        if self.reservations is not None:
+            self.reservations.use(session.evse, token.id_token, token.group)
         self._authorized(session, token, "RemoteStart")
 
     def stop_for_reset(self, session: EvseSession) -> None:
