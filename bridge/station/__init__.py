@@ -23,6 +23,7 @@ from bridge.station.authorization import Authorization
 from bridge.station.availability import Availability, evse_condition
 from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
+from bridge.station.data_transfer import data_transfer
 from bridge.station.device_model import DeviceModel
 from bridge.station.dispatcher import Dispatcher, schema_call_error
 from bridge.station.effects import Effect, Effects, Publish, Send
@@ -34,8 +35,10 @@ from bridge.station.provisioning.reports import Reports
 from bridge.station.provisioning.variables import Provisioning
 from bridge.station.remote_control import RemoteControl
 from bridge.station.security import CertificateStore, Security, check_password
+from bridge.station.security_events import SecurityEvents
+from bridge.station.transaction_status import TransactionStatus
 from bridge.station.transactions import Transactions
-from bridge.store import Store
+from bridge.store import QueueTable, Store
 from bridge.timeutil import Clock
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,8 @@ class Station:
         apply_configuration(settings, dm, self.network_profiles, store)  # ConfigError: unchanged
 
         self.queue = MessageQueue(store, dm, settings.storage.max_queued, monotonic)
+        self.security_events = SecurityEvents(self.queue, self.clock, dm)
+        self.clock.on_adjusted = self.security_events.clock_adjusted
         self.dispatcher = Dispatcher(self.effects)
         self.availability = Availability(dm, station.evses, self.clock, store)
         # The station's (CSMS-synchronized) time: cacheExpiryDateTime is the CSMS's clock.
@@ -106,6 +111,7 @@ class Station:
         )
         self.transactions.registration = self.registration
         self.reports = Reports(dm, self.queue, self.clock)
+        self.transaction_status = TransactionStatus(self.transactions, QueueTable(store))
         self.remote_control = RemoteControl(self.registration, self.availability, self.queue)
         self.connectivity = Connectivity(
             csms,
@@ -134,6 +140,8 @@ class Station:
             ("SendLocalList", self.authorization.send_local_list),
             ("GetLocalListVersion", self.authorization.get_local_list_version),
             ("ClearCache", self.authorization.clear_cache),
+            ("GetTransactionStatus", self.transaction_status.get_transaction_status),
+            ("DataTransfer", data_transfer),  # [oem] delegate replaces it below
         ):
             self.dispatcher.register(action, handler)
         # Set by the app: how to ask the OEM, and who hears the outcome of forwarded messages.
@@ -149,12 +157,18 @@ class Station:
             # Another CSMS (a new network profile, identity): it has not accepted us yet.
             self.registration.status = None
         self.connectivity.connected(target)
+        self.security_events.connected()
         self.registration.connected()
         self.effects.add(Publish("websocket_status", self.websocket_status()))
 
     def _remember_csms(self) -> None:
         active = self.connectivity.active
         self._accepted_by = active.url if active is not None else None
+
+    def csms_failed(self, reason: str, description: str) -> None:
+        """A connection attempt failed; `reason` is the transport's class of the failure
+        (bridge.transport.csms.ConnectFailure), reported as a security event where it is one."""
+        self.security_events.connection_failed(reason, description)
 
     def csms_disconnected(self) -> float:
         """The connection closed; the seconds to wait before connecting again."""
@@ -190,6 +204,7 @@ class Station:
 
     def started(self) -> None:
         """The driver runs (the OEM's device model is applied, or given up on)."""
+        self.security_events.startup()  # A04: once per process start
         self.transactions.started()
 
     def take_effects(self) -> list[Effect]:
@@ -229,6 +244,8 @@ class Station:
         if errors:
             return schema_call_error(errors, f"{request.action} payload")
         queued = self.queue.put(request.action, payload, FORWARD + request.message_id)
+        if request.action == "FirmwareStatusNotification":  # after it, also when offline
+            self.security_events.firmware_status(payload)  # L01.FR.31, L01.FR.03
         if isinstance(queued, NoAnswer):
             return CallError("GenericError", _sentence(queued.description))
         return queued
