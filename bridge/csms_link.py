@@ -76,6 +76,7 @@ class CsmsLink:
             try:
                 websocket = await self._open(target)
             except ConnectFailure as e:
+                self.station.csms_failed(e.reason, str(e))  # A04: the security events it implies
                 await self._failed(str(e), target)
                 continue
             try:

@@ -487,6 +487,15 @@ class QueueTable:
         ).fetchone()
         return QueuedMessage(*row) if row else None
 
+    def has_transaction_event(self, transaction_id: str | None = None) -> bool:
+        """Is a TransactionEvent waiting (one of this transaction, when given)? For E14."""
+        sql = "SELECT 1 FROM outbound_message WHERE action = 'TransactionEvent'"
+        parameters: tuple[object, ...] = ()
+        if transaction_id is not None:
+            sql += " AND json_extract(payload, '$.transactionInfo.transactionId') = ?"
+            parameters = (transaction_id,)
+        return self._store.execute(sql + " LIMIT 1", parameters).fetchone() is not None
+
     def remove(self, seq: int) -> None:
         """Delivered (or given up): a lost delete only means one more send of the same messageId,
         so this commit need not wait for the disk."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 
@@ -60,6 +61,8 @@ class Clock:
 
     def __init__(self) -> None:
         self.offset = timedelta(0)
+        # Told how far each synchronization moved the clock (A04: SettingSystemTime).
+        self.on_adjusted: Callable[[timedelta], None] = lambda jump: None
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
@@ -71,4 +74,6 @@ class Clock:
         """Adopt the CSMS's `currentTime` (ignored when it is not a valid date-time)."""
         moment = parse_timestamp(current_time)
         if moment is not None:
-            self.offset = moment - datetime.now(UTC)
+            offset = moment - datetime.now(UTC)
+            jump, self.offset = offset - self.offset, offset
+            self.on_adjusted(jump)

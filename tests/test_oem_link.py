@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bridge.app import Bridge
-from bridge.demo_csms import CallErrorReceived, DemoCsms
+from bridge.demo_csms import CallErrorReceived, DemoCsms, Received
 from tests.conftest import Broker, Oem, running_bridge, write_config
 
 FAST_BACKOFF = (
@@ -64,6 +64,11 @@ async def accepted(bridge: Bridge) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the boot was not accepted")
+
+
+def not_ours(received: Received) -> bool:
+    """Not a security event of the bridge's own (A04: StartupOfTheDevice at every start)."""
+    return received.payload.get("type") != "StartupOfTheDevice"
 
 
 async def answer_ocpp_requests(oem: Oem, reply: Any, delay: float = 0.0) -> list[dict[str, Any]]:
@@ -127,7 +132,7 @@ async def test_a_station_to_csms_action_from_the_oem_gets_the_csms_answer(
             "ocpp_version": "ocpp2.0.1",
             "payload": answer,
         }
-        (received,) = await csms.wait_for(action)
+        (received,) = await csms.wait_for(action, predicate=not_ours)
         assert received.payload == payload  # sent as it came, free-form keys untouched
         assert csms.schema_errors == []
 
@@ -169,12 +174,18 @@ async def test_a_security_event_made_offline_is_queued_and_delivered_later(
     url, port = csms.url, csms.port
     await csms.__aexit__(None, None, None)  # the port is known; nothing listens yet
     async with bridge_with(tmp_path, broker, url) as bridge:
+        for _ in range(500):
+            if bridge.mqtt_api.service_status == "ready":
+                break
+            await asyncio.sleep(0.01)
         data = await oem.ocpp("SecurityEventNotification", SECURITY_EVENT)
         assert data["error_code"] == "GenericError"
         assert data["error_details"]["queued"] is True
-        assert bridge.station.queue.backlog == 1
+        assert bridge.station.queue.backlog == 2  # and the bridge's own StartupOfTheDevice
         async with DemoCsms(port=port) as csms:
-            (received,) = await csms.wait_for("SecurityEventNotification", timeout=15)
+            (received,) = await csms.wait_for(
+                "SecurityEventNotification", timeout=15, predicate=not_ours
+            )
             assert received.payload == SECURITY_EVENT
             order = [r.action for r in csms.received]
             assert order.index("BootNotification") < order.index("SecurityEventNotification")

@@ -35,7 +35,14 @@ class Harness:
 
     def __init__(self, tmp_path: Path, evses: str = "[1, 1]") -> None:
         settings = load_settings(
-            write_config(tmp_path / "bridge.toml", None, evses=evses, csms='url = "ws://csms/ocpp"')
+            write_config(
+                tmp_path / "bridge.toml",
+                None,
+                evses=evses,
+                csms='url = "ws://csms/ocpp"',
+                # NOW is not the real time: no SettingSystemTime security event (A04) in the queue
+                extra='[device_model]\n"ClockCtrlr.TimeAdjustmentReportingThreshold" = 0\n',
+            )
         )
         self.clock = FakeClock()
         self.station = Station(settings, Store(":memory:"), monotonic=self.clock)

@@ -24,6 +24,7 @@ from bridge.station.availability import Availability, evse_condition
 from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
 from bridge.station.connector_lock import ConnectorLock
+from bridge.station.data_transfer import data_transfer
 from bridge.station.device_model import DeviceModel
 from bridge.station.dispatcher import Dispatcher, schema_call_error
 from bridge.station.effects import Effect, Effects, Publish, Send
@@ -38,8 +39,10 @@ from bridge.station.remote_start_stop import RemoteStartStop
 from bridge.station.reservations import Reservations
 from bridge.station.reset import BOOT_REASON, Resets
 from bridge.station.security import CertificateStore, Security, check_password
+from bridge.station.security_events import SecurityEvents
+from bridge.station.transaction_status import TransactionStatus
 from bridge.station.transactions import Transactions
-from bridge.store import Store
+from bridge.store import QueueTable, Store
 from bridge.timeutil import Clock
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,8 @@ class Station:
         apply_configuration(settings, dm, self.network_profiles, store)  # ConfigError: unchanged
 
         self.queue = MessageQueue(store, dm, settings.storage.max_queued, monotonic)
+        self.security_events = SecurityEvents(self.queue, self.clock, dm)
+        self.clock.on_adjusted = self.security_events.clock_adjusted
         self.dispatcher = Dispatcher(self.effects)
         self.availability = Availability(dm, station.evses, self.clock, store)
         # The station's (CSMS-synchronized) time: cacheExpiryDateTime is the CSMS's clock.
@@ -119,6 +124,7 @@ class Station:
             self.effects,
             lambda: self.ask_oem,
         )
+        self.resets.on_station_reset = self.security_events.reset_or_reboot
         self.registration.reason = store.station_value(BOOT_REASON) or "PowerUp"
         self.registration.on_accepted.append(lambda: store.save_station_value(BOOT_REASON, None))
         self.reservations = Reservations(
@@ -128,6 +134,7 @@ class Station:
         self.reservations.in_use = self._evse_in_use
         self.transactions.reservations = self.reservations
         self.reports = Reports(dm, self.queue, self.clock)
+        self.transaction_status = TransactionStatus(self.transactions, QueueTable(store))
         self.remote_control = RemoteControl(
             self.registration,
             self.availability,
@@ -179,6 +186,8 @@ class Station:
             ("ClearCache", self.authorization.clear_cache),
             ("ReserveNow", self.reservations.reserve_now),
             ("CancelReservation", self.reservations.cancel_reservation),
+            ("GetTransactionStatus", self.transaction_status.get_transaction_status),
+            ("DataTransfer", data_transfer),  # [oem] delegate replaces it below
         ):
             self.dispatcher.register(action, handler)
         # Set by the app: how to ask the OEM, and who hears the outcome of forwarded messages.
@@ -194,12 +203,18 @@ class Station:
             # Another CSMS (a new network profile, identity): it has not accepted us yet.
             self.registration.status = None
         self.connectivity.connected(target)
+        self.security_events.connected()
         self.registration.connected()
         self.effects.add(Publish("websocket_status", self.websocket_status()))
 
     def _remember_csms(self) -> None:
         active = self.connectivity.active
         self._accepted_by = active.url if active is not None else None
+
+    def csms_failed(self, reason: str, description: str) -> None:
+        """A connection attempt failed; `reason` is the transport's class of the failure
+        (bridge.transport.csms.ConnectFailure), reported as a security event where it is one."""
+        self.security_events.connection_failed(reason, description)
 
     def csms_disconnected(self) -> float:
         """The connection closed; the seconds to wait before connecting again."""
@@ -242,6 +257,7 @@ class Station:
 
     def started(self) -> None:
         """The driver runs (the OEM's device model is applied, or given up on)."""
+        self.security_events.startup()  # A04: once per process start
         self.transactions.started()
         self.reservations.started()
 
@@ -287,6 +303,8 @@ class Station:
         if errors:
             return schema_call_error(errors, f"{request.action} payload")
         queued = self.queue.put(request.action, payload, FORWARD + request.message_id)
+        if request.action == "FirmwareStatusNotification":  # after it, also when offline
+            self.security_events.firmware_status(payload)  # L01.FR.31, L01.FR.03
         if isinstance(queued, NoAnswer):
             return CallError("GenericError", _sentence(queued.description))
         return queued

@@ -19,6 +19,7 @@ IMPLEMENTED: Final[dict[str, frozenset[str]]] = {
             "GetBaseReport",
             "GetInstalledCertificateIds",
             "GetReport",
+            "GetTransactionStatus",
             "GetVariables",
             "InstallCertificate",
             "SetNetworkProfile",

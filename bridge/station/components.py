@@ -282,6 +282,9 @@ STATION_VARIABLES: Final[tuple[VariableDef, ...]] = (
             "RadioTimeTransmitter",
         ),
     ),
+    # A04: a clock adjustment beyond this many seconds is reported as the security event
+    # SettingSystemTime (0: never). The reference gives no default; 20 s as MicroOcpp.
+    _var("ClockCtrlr", "TimeAdjustmentReportingThreshold", T.integer, "20", min_limit=0),
     # DeviceDataCtrlr (B05, B06, B07/B08): limits of what one message may carry.
     *(
         _var(

@@ -58,6 +58,9 @@ class Resets:
         saved = store.station_value(SCHEDULED)
         self._scheduled_availability: list[dict[str, Any]] = list(saved or [])
         transactions.on_ended.append(self._transaction_ended)
+        # Told when the OEM accepted a reset of the station (A04: ResetOrReboot, in the store
+        # before the answer).
+        self.on_station_reset: Callable[[str], None] = lambda how: None
 
     # --- Reset
 
@@ -96,6 +99,8 @@ class Resets:
                 "Rejected"
             )
         log.info("Reset of %s accepted by the OEM", _what(evse))
+        if evse is None:
+            self.on_station_reset("Reset by the CSMS")
         return {"status": "Accepted"}
 
     # --- ChangeAvailability
@@ -169,6 +174,8 @@ class Resets:
                 log.warning("the scheduled reset was not done by the OEM: %s", _why(reply))
                 if key == f"{RESET_KEY}None":
                     self.store.save_station_value(BOOT_REASON, None)
+            elif key == f"{RESET_KEY}None":
+                self.on_station_reset("Scheduled reset by the CSMS, once idle")
             return True
         if key.startswith(AVAILABILITY_KEY):
             evse_text, connector_text, operative_text = key[len(AVAILABILITY_KEY) :].split(":")

@@ -20,8 +20,33 @@ from bridge import __version__
 MAX_FRAME: Final = 256 * 1024  # the largest frame we accept from the CSMS
 
 
+# OpenSSL's reasons for a handshake the CSMS's TLS version or cipher suites made fail: the CSMS
+# alerted protocol_version / handshake_failure (no suite, group or signature in common with the
+# TLS 1.2+ ones we offer), or we refused the version it chose.
+TLS_VERSION_REASONS: Final = frozenset(
+    {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "WRONG_SSL_VERSION"}
+)
+TLS_CIPHER_REASONS: Final = frozenset(
+    {"SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}
+)
+
+
 class ConnectFailure(Exception):
-    """One failed connection attempt, as a sentence for the log."""
+    """One failed connection attempt, as a sentence for the log; `reason` classes the failures
+    the station reports as security events: "unauthorized" (HTTP 401), "certificate" (the
+    CSMS's certificate is not trusted), "tls_version", "tls_cipher_suite"; else ""."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _tls_reason(error: ssl.SSLError) -> str:
+    if error.reason in TLS_VERSION_REASONS:
+        return "tls_version"
+    if error.reason in TLS_CIPHER_REASONS:
+        return "tls_cipher_suite"
+    return ""
 
 
 def tls_context(
@@ -82,15 +107,16 @@ async def open_websocket(
         code = e.response.status_code
         if code == 401:
             raise ConnectFailure(
-                f"the CSMS refused the credentials of {identity or url} (HTTP 401)"
+                f"the CSMS refused the credentials of {identity or url} (HTTP 401)",
+                "unauthorized",
             ) from None
         raise ConnectFailure(f"the CSMS answered the upgrade with HTTP {code}") from None
     except ssl.SSLCertVerificationError as e:
         raise ConnectFailure(
-            f"TLS: the CSMS certificate is not trusted ({e.verify_message})"
+            f"TLS: the CSMS certificate is not trusted ({e.verify_message})", "certificate"
         ) from None
     except ssl.SSLError as e:
-        raise ConnectFailure(f"TLS handshake failed ({e.reason or e})") from None
+        raise ConnectFailure(f"TLS handshake failed ({e.reason or e})", _tls_reason(e)) from None
     except TimeoutError:  # an OSError too: before it
         raise ConnectFailure(f"no WebSocket upgrade from {url} within {open_timeout} s") from None
     except (OSError, InvalidHandshake) as e:

@@ -35,6 +35,8 @@ def delivered(csms: RawCsms) -> list[tuple[str, int]]:
     for frame in csms.frames:
         message = json.loads(frame.text)
         if message[0] == 2 and message[2] == "SecurityEventNotification":
+            if message[3]["type"] == "StartupOfTheDevice":
+                continue  # the bridge's own, at every start (A04)
             out.append((message[1], int(message[3]["techInfo"])))
     return out
 
