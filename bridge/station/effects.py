@@ -7,6 +7,7 @@ task (one per connection) is the only sender.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,9 +58,17 @@ class Effects:
     """Where the station's blocks put effects; the driver takes them after every event."""
 
     items: list[Effect] = field(default_factory=list)
+    # Set by the driver: carry out the effects added so far, now. A handler that awaits the
+    # outcome of its own effect (an OEM answer) calls `flush` first, since the driver would
+    # otherwise take them only once the handler has returned.
+    run_now: Callable[[], None] | None = None
 
     def add(self, effect: Effect) -> None:
         self.items.append(effect)
+
+    def flush(self) -> None:
+        if self.run_now is not None and self.items:
+            self.run_now()
 
     def take(self) -> list[Effect]:
         items, self.items = self.items, []

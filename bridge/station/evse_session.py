@@ -28,6 +28,9 @@ START_TRIGGER: Final = {
 }
 START_POINTS: Final = tuple(START_TRIGGER)
 STOP_POINTS: Final = tuple(p for p in START_POINTS if p != "DataSigned")
+# Stop points that a stop by the driver or the CSMS makes fall at once: the transaction ends
+# with the stop itself.
+ENERGY_STOP_POINTS: Final = frozenset({"Authorized", "PowerPathClosed", "EnergyTransfer"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ class TxEvent:
     remote_start_id: int | None = None
     meter_context: str | None = None  # Transaction.Begin / Transaction.End sample wanted
     snapshot: dict[str, Any] | None = None  # the transaction after this event (None: ended)
+    tx_token: dict[str, Any] | None = None  # the token that authorized the transaction
 
 
 @dataclass(slots=True)
@@ -158,11 +162,18 @@ class EvseSession:
         return self._evaluate(settings, trigger)
 
     def deauthorized(
-        self, settings: TxSettings, trigger: str = "StopAuthorized", reason: str = "Local"
+        self,
+        settings: TxSettings,
+        trigger: str = "StopAuthorized",
+        reason: str = "Local",
+        token: dict[str, Any] | None = None,
     ) -> Outcome:
         """The driver (E07, C09), the CSMS (RemoteStop) or EVConnectionTimeOut (E03) took the
-        authorization away: the transaction ends now when Authorized is a stop point, else at
-        its next stop point; the OEM is asked to stop charging."""
+        authorization away: the transaction ends now when Authorized is a stop point, or when
+        its stop points are the energy transfer this stop ends (E06.FR.06, E06.FR.07: one
+        Ended StopAuthorized); else at its next stop point (the cable). The OEM is asked to
+        stop charging. `token`: the IdToken that ended the authorization, sent in that event
+        (E07.FR.02)."""
         self.token = None
         out = Outcome(stop_charging=self.contactor)
         tx = self.transaction
@@ -170,10 +181,12 @@ class EvseSession:
             return out
         tx.authorized = False
         tx.stop_reason = tx.stop_reason or reason
-        if "Authorized" in settings.stop_points or not self._stop_point_reachable(settings):
-            self._end(out, trigger, tx.stop_reason)
+        stop_points = set(settings.stop_points)
+        ends_now = "Authorized" in stop_points or stop_points <= ENERGY_STOP_POINTS
+        if ends_now or not self._stop_point_reachable(settings):
+            self._end(out, trigger, tx.stop_reason, token)
             return out
-        self._event(out, "Updated", trigger)
+        self._event(out, "Updated", trigger, id_token=token)
         return out
 
     def invalid_token(self, settings: TxSettings, energy_wh: float | None) -> Outcome:
@@ -361,15 +374,16 @@ class EvseSession:
         charging_state: str | None = None,
         meter_context: str | None = None,
         stopped_reason: str | None = None,
+        id_token: dict[str, Any] | None = None,
     ) -> None:
         tx = self.transaction
         assert tx is not None
         state = charging_state or self.charging_state()
         changed = state if state != tx.charging_state or event_type == "Started" else None
         tx.charging_state = state
-        token = None
-        if tx.authorized and not tx.token_sent and tx.id_token is not None:
-            token, tx.token_sent = tx.id_token, True
+        token = id_token  # E07.FR.02: the token that ended the authorization
+        if token is None and tx.authorized and not tx.token_sent and tx.id_token is not None:
+            token, tx.token_sent = tx.id_token, True  # once, after the authorization
         seq_no, tx.seq_no = tx.seq_no, tx.seq_no + 1
         out.events.append(
             TxEvent(
@@ -384,13 +398,23 @@ class EvseSession:
                 tx.remote_start_id if event_type == "Started" else None,
                 meter_context,
                 None if event_type == "Ended" else tx.to_json(),
+                tx.id_token,
             )
         )
 
-    def _end(self, out: Outcome, trigger: str, reason: str) -> None:
+    def _end(
+        self, out: Outcome, trigger: str, reason: str, token: dict[str, Any] | None = None
+    ) -> None:
         tx = self.transaction
         assert tx is not None
-        self._event(out, "Ended", trigger, meter_context="Transaction.End", stopped_reason=reason)
+        self._event(
+            out,
+            "Ended",
+            trigger,
+            meter_context="Transaction.End",
+            stopped_reason=reason,
+            id_token=token,
+        )
         self.transaction = None
         self.token = None
         self.signed = False

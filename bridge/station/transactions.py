@@ -184,7 +184,13 @@ class Transactions:
         session = self.sessions[evse]
         if status == "error":
             log.warning("EVSE %d: the OEM reports a contactor error", evse)
-        self._apply(evse, session.contactor_changed(self.settings(evse), status == "closed"))
+        settings = self.settings(evse)
+        self._apply(evse, session.contactor_changed(settings, status == "closed"))
+        waiting = session.transaction is None and session.contactor and not session.signed
+        if waiting and "DataSigned" in settings.start_points:
+            # E01.FR.04: the meter signs the reading at the start of the energy transfer; the
+            # transaction starts when that signed reading is here.
+            self._ask_meter(evse, f"signed:{evse}")
 
     def fault(self, evse: int, faulted: bool, code: str) -> None:
         reason = "EmergencyStop" if code == "evse_emergency_shutdown" else "Other"
@@ -213,7 +219,9 @@ class Transactions:
             stopping = await self._group_stop_target(token)
         if stopping is not None:
             log.info("EVSE %d: stopped by token (E07)", stopping.evse)
-            self._apply(stopping.evse, stopping.deauthorized(self.settings(stopping.evse)))
+            self._apply(
+                stopping.evse, stopping.deauthorized(self.settings(stopping.evse), token=token)
+            )
             await self.settled(stopping.evse)
             return {"status": "accepted"}
         target = self._target(evse)
@@ -225,7 +233,8 @@ class Transactions:
             info = await self.authorize(token)
             group = info.get("groupIdToken") if info else None
             if tx.group is not None and group is not None and _same(group, tx.group):
-                self._apply(target.evse, target.deauthorized(self.settings(target.evse)))
+                settings = self.settings(target.evse)
+                self._apply(target.evse, target.deauthorized(settings, token=token))
                 await self.settled(target.evse)
                 return {"status": "accepted"}
             return {"status": "rejected"}
@@ -385,6 +394,10 @@ class Transactions:
         elif kind == "sample":
             evse_text, transaction_id, context, _ = rest.split(":", 3)
             self._sampled(int(evse_text), transaction_id, context, data)
+        elif kind == "signed":
+            session = self.sessions[int(rest)]
+            if data is not None and data.get("signed_meter_values") and session.contactor:
+                self._apply(session.evse, session.signed_data(self.settings(session.evse)))
         elif kind == "idle":
             self._idle_meter_values(int(rest.split(":")[0]), data)
         elif kind == "contactor":
@@ -553,6 +566,7 @@ class Transactions:
         """Until this EVSE's events are all queued (each waits at most for one OEM answer)."""
         if self._held[evse]:
             event = self._settled.setdefault(evse, asyncio.Event())
+            self.effects.flush()  # the meter_values requests they wait for go out now
             await event.wait()
 
     def _release(self, pending: Pending) -> None:
@@ -573,7 +587,7 @@ class Transactions:
                 "evse_id": self.evse_name(evse),
                 "status": status,
             }
-            token = (event.snapshot or {}).get("id_token") or event.id_token
+            token = event.tx_token
             if token is not None and token.get("type") in SESSION_TYPES:
                 if token.get("idToken"):
                     data["id_token"] = token["idToken"][:36]
