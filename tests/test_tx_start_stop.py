@@ -19,6 +19,7 @@ One driver session is played for every pair of start and stop points:
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,14 @@ from tests.tx_support import (
     BEGIN,
     END,
     TOKEN,
+    Csms,
     Data,
     Event,
     check_events,
     energies,
     id_token,
     settle,
+    shape,
     station,
 )
 
@@ -177,3 +180,462 @@ def _before_stop(event: Event) -> bool:
     return event.trigger not in ("StopAuthorized", "EVCommunicationLost") and not (
         event.trigger == "ChargingStateChanged" and event.charging_state == "EVConnected"
     )
+
+
+# --- combinations of points (the defaults, and the OCPP 1.6 compatible pair)
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "first"),
+    [
+        # The default: whichever comes first, the cable or the token (here the cable).
+        ("Authorized,EVConnected", "EVConnected,Authorized", "CablePluggedIn"),
+        ("PowerPathClosed", "EVConnected,Authorized", "ChargingStateChanged"),
+        ("EVConnected", "EVConnected,PowerPathClosed", "CablePluggedIn"),
+    ],
+)
+async def test_e01_e06_point_lists_start_at_the_first_and_stop_at_the_first_fallen(
+    tmp_path: Path, broker: Broker, start: str, stop: str, first: str
+) -> None:
+    points = {"TxCtrlr.TxStartPoint": start, "TxCtrlr.TxStopPoint": stop}
+    async with station(tmp_path, broker, points) as s:
+        oem, csms = s.oem, s.csms
+        await oem.plug()
+        assert await oem.present() == "accepted"
+        await oem.charge()
+        await csms.wait_events(1, lambda e: e["transactionInfo"].get("chargingState") == "Charging")
+        assert await oem.present() == "accepted"
+        await oem.wait_request("stop_charging")
+        await oem.unplug()
+        await csms.wait_ended()
+        await settle()
+    events = csms.events()
+    assert events[0]["triggerReason"] == first
+    ended = events[-1]
+    if "Authorized" in stop:
+        # E06.FR.03: the token's end is the stop point.
+        assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (
+            "StopAuthorized",
+            "Local",
+        )
+        assert ended["idToken"] == TAG
+    else:
+        # E06.FR.06: the power path opened after the stop by token; the first reason stands.
+        assert shape(events[-2]) == Event(
+            "Updated", "StopAuthorized", len(events) - 2, id_token=TAG
+        )
+        assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (
+            "ChargingStateChanged",
+            "Local",
+        )
+    assert [e["seqNo"] for e in events] == list(range(len(events)))
+    assert [e["eventType"] for e in events].count("Ended") == 1
+
+
+# --- E03: authorized first, the EV does not come
+
+
+async def test_e03_ev_connection_timeout_ends_a_transaction_started_by_the_token(
+    tmp_path: Path, broker: Broker
+) -> None:
+    points = {"TxCtrlr.TxStartPoint": "Authorized", "TxCtrlr.EVConnectionTimeOut": "1"}
+    async with station(tmp_path, broker, points) as s:
+        assert await s.oem.present() == "accepted"
+        await s.csms.wait_ended()
+        deauthorized = await s.oem.wait_update("authorization", lambda d: True)
+        await settle()
+    transaction_id = check_events(
+        s.csms.events(),
+        [
+            Event("Started", "Authorized", 0, charging_state="Idle", id_token=TAG, meter=(BEGIN,)),
+            # E03.FR.05: EVConnectionTimeOut ends it; stoppedReason Timeout.
+            Event("Ended", "EVConnectTimeout", 1, stopped_reason="Timeout", meter=(END,)),
+        ],
+    )
+    assert deauthorized == {
+        "evse_id": "1",
+        "id_token": TOKEN,
+        "token_type": "ISO14443",
+        "status": "deauthorized",
+    }
+    assert s.oem.transaction_status() == [("started", transaction_id), ("ended", transaction_id)]
+    assert s.oem.named("stop_charging", "request") == []  # nothing was charging
+
+
+async def test_e03_ev_connection_timeout_without_a_transaction_lets_the_token_lapse(
+    tmp_path: Path, broker: Broker
+) -> None:
+    points = {"TxCtrlr.TxStartPoint": "EVConnected", "TxCtrlr.EVConnectionTimeOut": "1"}
+    async with station(tmp_path, broker, points) as s:
+        assert await s.oem.present() == "accepted"
+        deauthorized = await s.oem.wait_update("authorization", lambda d: True)
+        assert s.csms.events() == []  # E03: no transaction was started
+        await s.oem.plug()  # too late: a transaction without the token
+        await s.csms.wait_events(1)
+        await settle()
+    assert deauthorized["status"] == "deauthorized"
+    check_events(
+        s.csms.events(),
+        [Event("Started", "CablePluggedIn", 0, charging_state="EVConnected", meter=(BEGIN,))],
+    )
+
+
+async def test_e03_the_ev_in_time_starts_charging_with_the_token(
+    tmp_path: Path, broker: Broker
+) -> None:
+    points = {"TxCtrlr.TxStartPoint": "EVConnected", "TxCtrlr.EVConnectionTimeOut": "2"}
+    async with station(tmp_path, broker, points) as s:
+        assert await s.oem.present() == "accepted"
+        await s.oem.plug()
+        await s.oem.charge()
+        await s.csms.wait_events(3)
+        await asyncio.sleep(2.5)  # past EVConnectionTimeOut: the timer was cancelled
+    check_events(
+        s.csms.events(),
+        [
+            # E03.FR.01: the idToken in the first event after the authorization.
+            Event(
+                "Started",
+                "CablePluggedIn",
+                0,
+                charging_state="EVConnected",
+                id_token=TAG,
+                meter=(BEGIN,),
+            ),
+            Event("Updated", "ChargingStateChanged", 1, charging_state="SuspendedEVSE"),
+            Event("Updated", "ChargingStateChanged", 2, charging_state="Charging"),
+        ],
+    )
+    assert s.oem.named("authorization") == []
+
+
+# --- E05: the CSMS does not accept the transaction's idToken
+
+
+async def charging_with_a_token_the_csms_refuses(s: Any) -> None:
+    """Authorize says Accepted, the TransactionEventResponse to the event with the idToken
+    Invalid (the token was blocked in between)."""
+    s.csms.tx_tokens[TOKEN] = {"status": "Invalid"}
+    await s.oem.plug()
+    assert await s.oem.present() == "accepted"
+    await s.oem.charge()
+
+
+async def test_e05_stop_tx_on_invalid_id_ends_the_transaction(
+    tmp_path: Path, broker: Broker
+) -> None:
+    points = {"TxCtrlr.TxStartPoint": "EVConnected", "TxCtrlr.StopTxOnInvalidId": "true"}
+    async with station(tmp_path, broker, points) as s:
+        await charging_with_a_token_the_csms_refuses(s)
+        await s.csms.wait_ended()
+        await s.oem.unplug()
+        await settle()
+    events = s.csms.events()
+    check_events(
+        events,
+        [
+            Event("Started", "CablePluggedIn", 0, charging_state="EVConnected", meter=(BEGIN,)),
+            Event("Updated", "Authorized", 1, id_token=TAG),
+            # E05.FR.09 / E06.FR.04: StopTxOnInvalidId ends it at once, DeAuthorized.
+            Event("Ended", "Deauthorized", 2, stopped_reason="DeAuthorized", meter=(END,)),
+        ],
+    )
+    assert [status for status, _ in s.oem.transaction_status()] == ["started", "ended"]
+
+
+async def test_e05_stop_tx_on_invalid_id_while_charging_stops_the_energy(
+    tmp_path: Path, broker: Broker
+) -> None:
+    points = {"TxCtrlr.TxStartPoint": "PowerPathClosed", "TxCtrlr.StopTxOnInvalidId": "true"}
+    async with station(tmp_path, broker, points) as s:
+        await charging_with_a_token_the_csms_refuses(s)
+        await s.csms.wait_ended()
+        await s.oem.wait_request("stop_charging")
+        await s.oem.unplug()
+        await settle()
+    check_events(
+        s.csms.events(),
+        [
+            Event(
+                "Started",
+                "ChargingStateChanged",
+                0,
+                charging_state="Charging",
+                id_token=TAG,
+                meter=(BEGIN,),
+            ),
+            Event("Ended", "Deauthorized", 1, stopped_reason="DeAuthorized", meter=(END,)),
+        ],
+    )
+    assert s.oem.named("stop_charging", "request") == [{"evse_id": "1"}]
+
+
+async def test_e05_without_stop_tx_on_invalid_id_the_transaction_stays_suspended(
+    tmp_path: Path, broker: Broker
+) -> None:
+    points = {
+        "TxCtrlr.TxStartPoint": "PowerPathClosed",
+        "TxCtrlr.TxStopPoint": "EVConnected,Authorized",
+        "TxCtrlr.StopTxOnInvalidId": "false",
+        "TxCtrlr.MaxEnergyOnInvalidId": "0",
+    }
+    async with station(tmp_path, broker, points) as s:
+        await charging_with_a_token_the_csms_refuses(s)
+        await s.oem.wait_request("stop_charging")
+        await s.csms.wait_events(3)
+        await settle()
+        assert [e["eventType"] for e in s.csms.events()] == ["Started", "Updated", "Updated"]
+        await s.oem.unplug()
+        await s.csms.wait_ended()
+        await settle()
+    check_events(
+        s.csms.events(),
+        [
+            Event(
+                "Started",
+                "ChargingStateChanged",
+                0,
+                charging_state="Charging",
+                id_token=TAG,
+                meter=(BEGIN,),
+            ),
+            # E05.FR.11-style: energy stopped, the transaction kept (StopTxOnInvalidId false).
+            Event("Updated", "Deauthorized", 1, charging_state="SuspendedEVSE"),
+            Event("Updated", "ChargingStateChanged", 2, charging_state="EVConnected"),
+            Event(
+                "Ended",
+                "EVCommunicationLost",
+                3,
+                charging_state="Idle",
+                stopped_reason="EVDisconnected",
+                meter=(END,),
+            ),
+        ],
+    )
+
+
+async def test_e05_max_energy_on_invalid_id_lets_it_charge_that_much_more(
+    tmp_path: Path, broker: Broker
+) -> None:
+    points = {
+        "TxCtrlr.TxStartPoint": "PowerPathClosed",
+        "TxCtrlr.StopTxOnInvalidId": "false",
+        "TxCtrlr.MaxEnergyOnInvalidId": "500",
+        "SampledDataCtrlr.TxUpdatedInterval": "1",
+    }
+    async with station(tmp_path, broker, points) as s:
+        await charging_with_a_token_the_csms_refuses(s)
+        (limit,) = await s.csms.wait_events(1, lambda e: e["triggerReason"] == "EnergyLimitReached")
+        await s.oem.wait_request("stop_charging")
+        await s.oem.unplug()
+        await s.csms.wait_ended()
+    events = s.csms.events()
+    begin = next(energies(events[0]))
+    # E05.FR.03: charging goes on until MaxEnergyOnInvalidId more, then the EVSE suspends.
+    periodic = [e for e in events if e["triggerReason"] == "MeterValuePeriodic"]
+    assert periodic, "no sample between the refusal and the limit"
+    before = [e for e in periodic if e["seqNo"] < limit["seqNo"]]
+    assert all(next(energies(e)) - begin < 500 for e in before[:-1])
+    assert next(energies(before[-1])) - begin >= 500
+    assert shape(limit) == Event(
+        "Updated", "EnergyLimitReached", limit["seqNo"], charging_state="SuspendedEVSE"
+    )
+    # The refusal is reported at once (the state unchanged), the suspension at the limit.
+    (refused,) = [e for e in events if e["triggerReason"] == "Deauthorized"]
+    assert shape(refused) == Event("Updated", "Deauthorized", 1)
+    assert events[-1]["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+
+
+# --- E07 / C04: only the token that started it (or its group, C09) stops it
+
+
+async def test_tc_c_04_a_different_token_does_not_stop_the_transaction(
+    tmp_path: Path, broker: Broker
+) -> None:
+    async with station(tmp_path, broker) as s:
+        await s.oem.plug()
+        assert await s.oem.present() == "accepted"
+        await s.oem.charge()
+        await s.csms.wait_events(4)
+        assert await s.oem.present("TAG-OTHER") == "rejected"
+        await settle()
+        assert len(s.csms.events()) == 4  # no TransactionEvent for the other token
+        assert s.oem.named("stop_charging", "request") == []
+        assert await s.oem.present() == "accepted"  # the own token still stops it
+        await s.csms.wait_ended()
+    (authorize_other,) = [
+        p for p in s.csms.payloads("Authorize") if p["idToken"]["idToken"] == "TAG-OTHER"
+    ]
+    assert authorize_other == {"idToken": id_token("TAG-OTHER")}
+
+
+# --- E09 / E10: the cable unplugged on the EV side
+
+
+async def test_e09_unplugged_while_charging_ends_the_transaction(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """StopTxOnEVSideDisconnect true (and read-only): the unplug ends the transaction whatever
+    the stop points (here only Authorized)."""
+    points = {"TxCtrlr.TxStartPoint": "EVConnected", "TxCtrlr.TxStopPoint": "Authorized"}
+    async with station(tmp_path, broker, points) as s:
+        await s.oem.plug()
+        assert await s.oem.present() == "accepted"
+        await s.oem.charge()
+        await s.csms.wait_events(4)
+        await s.oem.unplug()
+        await s.csms.wait_ended()
+        await settle()
+    check_events(
+        s.csms.events(),
+        [
+            Event("Started", "CablePluggedIn", 0, charging_state="EVConnected", meter=(BEGIN,)),
+            Event("Updated", "Authorized", 1, id_token=TAG),
+            Event("Updated", "ChargingStateChanged", 2, charging_state="SuspendedEVSE"),
+            Event("Updated", "ChargingStateChanged", 3, charging_state="Charging"),
+            Event(
+                "Ended",
+                "EVCommunicationLost",
+                4,
+                charging_state="Idle",
+                stopped_reason="EVDisconnected",
+                meter=(END,),
+            ),
+        ],
+    )
+
+
+async def test_tc_e_37_power_path_stop_point_ends_when_the_ev_side_is_unplugged(
+    tmp_path: Path, broker: Broker
+) -> None:
+    points = {
+        "TxCtrlr.TxStartPoint": "PowerPathClosed",
+        "TxCtrlr.TxStopPoint": "PowerPathClosed",
+        "TxCtrlr.StopTxOnEVSideDisconnect": "false",
+    }
+    async with station(tmp_path, broker, points) as s:
+        await s.oem.plug()
+        assert await s.oem.present() == "accepted"
+        await s.oem.charge()
+        await s.csms.wait_events(1)
+        await s.oem.suspend_ev()  # EnergyTransferSuspended: C2 -> B2, contactor still closed
+        await s.csms.wait_events(2)
+        await s.oem.unplug()  # A1, then the contactor opens
+        await s.csms.wait_ended()
+        await settle()
+    check_events(
+        s.csms.events(),
+        [
+            Event(
+                "Started",
+                "ChargingStateChanged",
+                0,
+                charging_state="Charging",
+                id_token=TAG,
+                meter=(BEGIN,),
+            ),
+            Event("Updated", "ChargingStateChanged", 1, charging_state="SuspendedEV"),
+            # TC_E_37: EVCommunicationLost, Idle, EVDisconnected.
+            Event(
+                "Ended",
+                "EVCommunicationLost",
+                2,
+                charging_state="Idle",
+                stopped_reason="EVDisconnected",
+                meter=(END,),
+            ),
+        ],
+    )
+
+
+async def test_e10_stop_tx_on_ev_side_disconnect_false_suspends_and_resumes(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """TC_E_26: TxStopPoint Authorized, StopTxOnEVSideDisconnect false: the unplug suspends the
+    transaction (E10.FR.01), the EV plugged in again charges in the same transaction."""
+    points = {
+        "TxCtrlr.TxStartPoint": "EVConnected",
+        "TxCtrlr.TxStopPoint": "Authorized",
+        "TxCtrlr.StopTxOnEVSideDisconnect": "false",
+    }
+    async with station(tmp_path, broker, points) as s:
+        oem = s.oem
+        await oem.plug()
+        assert await oem.present() == "accepted"
+        await oem.charge()
+        await s.csms.wait_events(4)
+        await oem.unplug()
+        await s.csms.wait_events(5)
+        await settle()
+        assert s.oem.transaction_status()[-1][0] != "ended"
+        await oem.plug()
+        await oem.charge()
+        await s.csms.wait_events(8)
+        assert await oem.present() == "accepted"
+        await s.csms.wait_ended()
+        await settle()
+    transaction_id = check_events(
+        s.csms.events(),
+        [
+            Event("Started", "CablePluggedIn", 0, charging_state="EVConnected", meter=(BEGIN,)),
+            Event("Updated", "Authorized", 1, id_token=TAG),
+            Event("Updated", "ChargingStateChanged", 2, charging_state="SuspendedEVSE"),
+            Event("Updated", "ChargingStateChanged", 3, charging_state="Charging"),
+            Event("Updated", "EVCommunicationLost", 4, charging_state="Idle"),
+            Event("Updated", "CablePluggedIn", 5, charging_state="EVConnected"),
+            Event("Updated", "ChargingStateChanged", 6, charging_state="SuspendedEVSE"),
+            Event("Updated", "ChargingStateChanged", 7, charging_state="Charging"),
+            Event("Ended", "StopAuthorized", 8, stopped_reason="Local", id_token=TAG, meter=(END,)),
+        ],
+    )
+    # The OEM: started, charging, charging again after the suspension, ended.
+    assert oem.transaction_status() == [
+        ("started", transaction_id),
+        ("in_progress", transaction_id),
+        ("in_progress", transaction_id),
+        ("ended", transaction_id),
+    ]
+
+
+# --- TxBeforeAcceptedEnabled (B02 / E)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_tx_before_accepted_enabled_lets_a_pending_station_start(
+    tmp_path: Path, broker: Broker, enabled: bool
+) -> None:
+    """Pending, the EV plugged in and the token accepted offline (no Authorize before the
+    boot is accepted): with TxBeforeAcceptedEnabled the transaction starts at once (its events
+    wait for the Accepted boot, made online: not `offline`); without, it starts when the boot
+    is accepted."""
+    csms = Csms()
+    csms.boot_statuses = ["Pending"]  # then Accepted, after the interval
+    csms.heartbeat_interval = 2
+    points = {"TxCtrlr.TxBeforeAcceptedEnabled": str(enabled).lower()}
+    async with csms, station(tmp_path, broker, points, csms=csms, boot=False) as s:
+        await csms.wait_for("BootNotification")
+        await s.oem.plug()
+        assert await s.oem.present() == "accepted"  # offline rules: unknown ids allowed
+        await csms.wait_for("BootNotification", count=2, timeout=15)
+        await csms.wait_events(2 if enabled else 1)
+        await settle()
+    if enabled:
+        expected = [
+            Event("Started", "CablePluggedIn", 0, charging_state="EVConnected", meter=(BEGIN,)),
+            Event("Updated", "Authorized", 1, id_token=TAG),
+        ]
+    else:
+        expected = [  # both start points hold: the first of TxStartPoint's list names it
+            Event(
+                "Started",
+                "Authorized",
+                0,
+                charging_state="EVConnected",
+                id_token=TAG,
+                meter=(BEGIN,),
+            )
+        ]
+    check_events(csms.events(), expected)
+    accepted = [r.at for r in csms.received if r.action == "BootNotification"][-1]
+    assert all(r.at > accepted for r in csms.received if r.action == "TransactionEvent")
+    assert csms.payloads("Authorize") == []  # B02.FR.02: nothing before the boot is accepted

@@ -105,6 +105,7 @@ class Station:
             oem.evse_name,
         )
         self.transactions.registration = self.registration
+        self.registration.on_accepted.append(self.transactions.boot_accepted)
         self.reports = Reports(dm, self.queue, self.clock)
         self.remote_control = RemoteControl(self.registration, self.availability, self.queue)
         self.connectivity = Connectivity(

@@ -192,14 +192,17 @@ class EvseSession:
     def invalid_token(self, settings: TxSettings, energy_wh: float | None) -> Outcome:
         """The CSMS says the transaction's token is not Accepted (E05, C StopTxOnInvalidId)."""
         tx = self.transaction
-        self.token = None
         if tx is None:
+            self.token = None
             return Outcome()
-        tx.authorized = False
         if settings.stop_on_invalid_id:  # E05.FR.09
+            self.token = None
+            tx.authorized = False
             out = Outcome(stop_charging=self.contactor)
             self._end(out, "Deauthorized", "DeAuthorized")
             return out
+        # StopTxOnInvalidId false: the transaction stays, its Authorized stop point with it;
+        # only the energy is limited or stopped.
         out = Outcome()
         if settings.max_energy_on_invalid_id > 0 and energy_wh is not None:  # E05.FR.10
             tx.energy_limit = energy_wh + settings.max_energy_on_invalid_id
@@ -259,6 +262,13 @@ class EvseSession:
         self.token = None
         return out
 
+    def start_allowed(self, settings: TxSettings) -> Outcome:
+        """Starting became allowed (the boot accepted with TxBeforeAcceptedEnabled false): a
+        start point that already holds starts the transaction now."""
+        if self.transaction is not None:
+            return Outcome()
+        return self._evaluate(settings, "Trigger")
+
     def connection_timeout(self) -> Outcome:
         """EVConnectionTimeOut passed since the authorization (E03): without an EV, the
         authorization lapses and a transaction it started ends (stoppedReason Timeout)."""
@@ -314,7 +324,7 @@ class EvseSession:
             "EVConnected": self.connected,
             "Authorized": self.token is not None,
             "DataSigned": self.signed,
-            "PowerPathClosed": self.contactor,
+            "PowerPathClosed": self.connected and self.contactor,  # to the EV: none unplugged
             "EnergyTransfer": self.connected and self.contactor and self.ev_ready,
         }
 
@@ -425,8 +435,8 @@ class EvseSession:
 
 def _stopped_reason(point: str, session: EvseSession) -> str:
     """StoppedReasonEnumType for a stop point that fell without an earlier decision."""
-    if point in ("EVConnected", "ParkingBayOccupancy"):
-        return "EVDisconnected"
+    if point in ("EVConnected", "ParkingBayOccupancy") or not session.connected:
+        return "EVDisconnected"  # also the power path and energy transfer of an unplugged EV
     if point == "Authorized":
         return "DeAuthorized"
     if point == "EnergyTransfer" and session.contactor and not session.ev_ready:

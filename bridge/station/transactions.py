@@ -160,6 +160,12 @@ class Transactions:
             self.effects.add(Schedule(RECOVERY_WAIT, max(wait, 10.0)))
         self.schedule_aligned()
 
+    def boot_accepted(self) -> None:
+        """The CSMS accepted the boot: what waited for it (TxBeforeAcceptedEnabled false)
+        starts now."""
+        for evse, session in self.sessions.items():
+            self._apply(evse, session.start_allowed(self.settings(evse)))
+
     # --- session inputs from the OEM
 
     def cp_status(self, evse: int, connector: int, state: str) -> None:
@@ -534,7 +540,9 @@ class Transactions:
             "transactionInfo": info,
             "evse": {"id": evse, "connectorId": event.connector},
         }
-        if not (self.queue.connected and self.queue.accepted):
+        if not self.queue.connected:
+            # Offline: no CSMS connection. A station whose boot is Pending is online: its
+            # events wait for the Accepted boot but did not happen offline.
             payload["offline"] = True
         if event.id_token is not None:
             payload["idToken"] = event.id_token
