@@ -401,6 +401,26 @@ class Station:
     oem: TestOem
     bridge: Bridge | None
     config: Path
+    stack: contextlib.AsyncExitStack
+
+    async def csms_down(self) -> None:
+        """The CSMS goes away (server closed, connections dropped) until `csms_back`."""
+        before = self._disconnects()
+        await self.csms.__aexit__(None, None, None)
+        await self.oem.until(lambda: self._disconnects() > before, "websocket_status disconnected")
+
+    async def csms_back(self) -> Csms:
+        """A CSMS on the same port again, with the same answers; the station connects to it."""
+        old = self.csms
+        new = Csms(port=old.port)
+        new.tokens, new.unknown, new.tx_tokens = old.tokens, old.unknown, old.tx_tokens
+        await self.stack.enter_async_context(new)
+        self.csms = new
+        await new.wait_connected(STATION, timeout=WAIT)  # no new boot: the station ran on
+        return new
+
+    def _disconnects(self) -> int:
+        return sum(1 for d in self.oem.named("websocket_status") if d["status"] == "disconnected")
 
 
 async def booted(csms: Csms, connectors: int = 1) -> None:
@@ -430,8 +450,10 @@ async def station(
         bridge = await stack.enter_async_context(running_bridge(path))
         if boot:
             await booted(server, evses)
-        yield Station(server, oem, bridge, path)
+        running = Station(server, oem, bridge, path, stack)
+        yield running
         assert server.schema_errors == [], server.schema_errors
+        assert running.csms.schema_errors == [], running.csms.schema_errors
 
 
 # --- TransactionEvents

@@ -349,18 +349,20 @@ class EvseSession:
             if met:
                 self._start(out, settings, START_TRIGGER[met[0]])
             return out
+        if self.recovering:
+            return out  # restored after a restart: nothing is known until the EV's state is
         for point in settings.stop_points:
             if now[point] and point not in tx.reached:
                 tx.reached.append(point)
         fallen = [p for p in tx.reached if p in settings.stop_points and not now[p]]
-        if fallen and not self.recovering:
+        if fallen:
             reason = tx.stop_reason or _stopped_reason(fallen[0], self)
             self._end(out, trigger, reason)
             return out
         state = self.charging_state()
         token_news = tx.authorized and not tx.token_sent
         if force or state != tx.charging_state or token_news or trigger == "CablePluggedIn":
-            self._event(out, "Updated", trigger)
+            self._event(out, "Updated", trigger, report_state=force)
         return out
 
     def _start(self, out: Outcome, settings: TxSettings, trigger: str) -> None:
@@ -385,11 +387,13 @@ class EvseSession:
         meter_context: str | None = None,
         stopped_reason: str | None = None,
         id_token: dict[str, Any] | None = None,
+        report_state: bool = False,
     ) -> None:
         tx = self.transaction
         assert tx is not None
         state = charging_state or self.charging_state()
-        changed = state if state != tx.charging_state or event_type == "Started" else None
+        report = report_state or event_type == "Started" or state != tx.charging_state
+        changed = state if report else None
         tx.charging_state = state
         token = id_token  # E07.FR.02: the token that ended the authorization
         if token is None and tx.authorized and not tx.token_sent and tx.id_token is not None:

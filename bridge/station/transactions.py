@@ -262,7 +262,8 @@ class Transactions:
         if token["type"] == "NoAuthorization" or not dm.bool_value("AuthCtrlr.Enabled"):
             return {"status": ACCEPTED}
         online = self.queue.connected and self.queue.accepted
-        if dm.bool_value("AuthCtrlr.LocalPreAuthorize"):  # C12.FR.02, C14.FR.02
+        # LocalPreAuthorize is for online: offline, LocalAuthorizeOffline decides (offline_info).
+        if online and dm.bool_value("AuthCtrlr.LocalPreAuthorize"):  # C12.FR.02, C14.FR.02
             known = self.authorization.known(token)
             if known is not None and known.info.get("status") == ACCEPTED:
                 return known.info
