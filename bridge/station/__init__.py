@@ -20,7 +20,7 @@ from bridge.rpc import ERROR_CODES, CallError, CallResult, NoAnswer, OcppError, 
 from bridge.rpc.request import Request
 from bridge.station.actions import OWNED, forwarded
 from bridge.station.authorization import Authorization
-from bridge.station.availability import Availability, evse_condition
+from bridge.station.availability import FAULTS, Availability, evse_condition
 from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
 from bridge.station.device_model import DeviceModel
@@ -319,7 +319,9 @@ class Station:
             "timestamp": now,
             "trigger": "Alerting",
             "actualValue": "true",
-            "techCode": str(entry.get("status_code", "rcd_error"))[:50],
+            "techCode": str(entry.get("status_code"))[:50]
+            if entry.get("status_code") in FAULTS
+            else "rcd_error",
             "eventNotificationType": "HardWiredNotification",
             "component": {"name": "EVSE", "evse": {"id": evse}},
             "variable": {"name": "Problem"},

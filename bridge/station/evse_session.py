@@ -247,10 +247,10 @@ class EvseSession:
         tx = self.transaction
         if tx is None or not faulted:
             return self._evaluate(settings, "AbnormalCondition", out) if tx else out
+        out.stop_charging = self.contactor  # whatever the OEM did already: no energy now
         if {"PowerPathClosed", "EnergyTransfer"} & set(settings.stop_points):
             self._end(out, "AbnormalCondition", reason)
         else:
-            out.stop_charging = self.contactor
             self._event(out, "Updated", "AbnormalCondition", charging_state="SuspendedEVSE")
         return out
 
