@@ -327,3 +327,58 @@ async def test_power_loss_resumes_the_transaction_when_the_ev_still_charges(
         ],
     )
     assert ended["transactionInfo"]["transactionId"] == transaction_id
+
+
+async def test_power_loss_while_offline_keeps_the_queued_events_and_their_order(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """E12 across a power loss: an event made offline is in the store when the bridge dies;
+    after the restart it reaches the CSMS first, still `offline: true`, then the PowerLoss end
+    (made online), the seqNo continuous."""
+    async with firmware_oem(broker, 1) as oem:
+        first = Csms()
+        await first.__aenter__()
+        port = first.port
+        path = config(tmp_path, broker, first.url, {"TxCtrlr.TxStartPoint": "EVConnected"})
+        log = tmp_path / "bridge.log"
+        async with bridge_process(path, log) as process:
+            await first.wait_for("StatusNotification", timeout=WAIT)
+            await oem.plug()
+            assert await oem.present() == "accepted"
+            await oem.charge()
+            await first.wait_events(4)
+            await settle(0.5)
+            await first.__aexit__(None, None, None)
+            await oem.until(
+                lambda: any(d["status"] == "disconnected" for d in oem.named("websocket_status")),
+                "the CSMS link lost",
+            )
+            await oem.suspend_ev()  # offline: Updated SuspendedEV, queued
+            await settle(0.5)
+            process.kill9()
+        async with Csms(port=port) as csms, bridge_process(path, log):
+            await csms.wait_for("BootNotification", timeout=WAIT)
+            await csms.wait_for("StatusNotification", timeout=WAIT)
+            await oem.wait_request("cs_contactor_status", 2)
+            await settle()
+            await oem.pilot("B2")  # republished: plugged in, not charging
+            await csms.wait_ended()
+            await settle()
+    before = check_events(
+        unique(first.events()),
+        [
+            Event("Started", "CablePluggedIn", 0, charging_state="EVConnected", meter=(BEGIN,)),
+            Event("Updated", "Authorized", 1, id_token=TAG),
+            Event("Updated", "ChargingStateChanged", 2, charging_state="SuspendedEVSE"),
+            Event("Updated", "ChargingStateChanged", 3, charging_state="Charging"),
+        ],
+    )
+    after = check_events(
+        unique(csms.events()),
+        [
+            Event("Updated", "ChargingStateChanged", 4, charging_state="SuspendedEV", offline=True),
+            Event("Ended", "AbnormalCondition", 5, stopped_reason="PowerLoss", meter=(END,)),
+        ],
+    )
+    assert after == before  # one transaction across the power loss
+    assert oem.named("stop_charging", "request") == [{"evse_id": "1"}]
