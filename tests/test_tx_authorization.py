@@ -323,3 +323,19 @@ async def test_c14_fr03_a_list_entry_not_accepted_is_asked_for_unless_disable_po
         await send_local_list(s, {TOKEN: {"status": "Expired"}})
         assert await s.oem.present() == answer
     assert authorizes(s.csms) == ([TAG] if disable == "false" else [])
+
+
+async def test_c09_a_group_of_the_local_list_stops_without_asking_the_csms(
+    tmp_path: Path, broker: Broker
+) -> None:
+    async with station(tmp_path, broker) as s:
+        info = {"status": "Accepted", "groupIdToken": GROUP}
+        await send_local_list(s, {TOKEN: info, "TAG-SPOUSE": info})
+        await s.oem.plug()
+        assert await s.oem.present() == "accepted"
+        await s.csms.wait_events(2)
+        assert await s.oem.present("TAG-SPOUSE") == "accepted"
+        (ended,) = await s.csms.wait_ended()
+    assert authorizes(s.csms) == []  # C14.FR.02 for both
+    assert ended["idToken"] == id_token("TAG-SPOUSE")
+    assert ended["triggerReason"] == "StopAuthorized"

@@ -639,3 +639,88 @@ async def test_tx_before_accepted_enabled_lets_a_pending_station_start(
     accepted = [r.at for r in csms.received if r.action == "BootNotification"][-1]
     assert all(r.at > accepted for r in csms.received if r.action == "TransactionEvent")
     assert csms.payloads("Authorize") == []  # B02.FR.02: nothing before the boot is accepted
+
+
+# --- the points set by the CSMS; the OEM not answering stop_charging
+
+
+async def test_tx_points_set_by_the_csms_apply_to_the_next_session(
+    tmp_path: Path, broker: Broker
+) -> None:
+    async with station(tmp_path, broker) as s:
+        assert await s.csms.set_variables(
+            {"TxCtrlr.TxStartPoint": "PowerPathClosed", "TxCtrlr.TxStopPoint": "EnergyTransfer"}
+        ) == ["Accepted", "Accepted"]
+        await s.oem.plug()
+        assert await s.oem.present() == "accepted"
+        await settle()
+        assert s.csms.events() == []  # not at the cable, not at the token
+        await s.oem.charge()
+        await s.csms.wait_events(1)
+        await s.oem.suspend_ev()  # the EV stops drawing energy: EnergyTransfer falls
+        await s.csms.wait_ended()
+    check_events(
+        s.csms.events(),
+        [
+            Event(
+                "Started",
+                "ChargingStateChanged",
+                0,
+                charging_state="Charging",
+                id_token=TAG,
+                meter=(BEGIN,),
+            ),
+            # TC_E_22: the energy transfer stopped by the EV: StoppedByEV.
+            Event(
+                "Ended",
+                "ChargingStateChanged",
+                1,
+                charging_state="SuspendedEV",
+                stopped_reason="StoppedByEV",
+                meter=(END,),
+            ),
+        ],
+    )
+
+
+async def test_e07_the_stop_ends_the_transaction_though_the_oem_does_not_answer(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """SESSION_API: stop_charging unanswered within [oem] request_timeout, the transaction is
+    still ended as OCPP says (here at once: TxStopPoint PowerPathClosed)."""
+    points = {"TxCtrlr.TxStartPoint": "EVConnected", "TxCtrlr.TxStopPoint": "PowerPathClosed"}
+    async with station(tmp_path, broker, points) as s:
+        s.oem.silent.add("stop_charging")
+        await s.oem.plug()
+        assert await s.oem.present() == "accepted"
+        await s.oem.charge()
+        await s.csms.wait_events(4)
+        assert await s.oem.present() == "accepted"
+        (ended,) = await s.csms.wait_ended()
+        await s.oem.wait_request("stop_charging")
+        await settle(2.5)  # past the request timeout: nothing more
+    assert shape(ended) == Event(
+        "Ended", "StopAuthorized", 4, stopped_reason="Local", id_token=TAG, meter=(END,)
+    )
+    assert len(s.csms.events()) == 5
+
+
+async def test_one_reader_for_two_evses_authorizes_the_waiting_ev_and_stops_its_transaction(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """An `authorization` without evse_id: the token is for the EVSE whose EV waits; presented
+    again it stops the transaction it started, wherever that is (E07)."""
+    points = {"TxCtrlr.TxStartPoint": "EVConnected"}
+    async with station(tmp_path, broker, points, evses=2) as s:
+        await s.oem.plug(evse=2)
+        assert await s.oem.present(evse=None) == "accepted"
+        await s.csms.wait_events(2)
+        assert await s.oem.present(evse=None) == "accepted"
+        await s.csms.wait_ended()
+    events = s.csms.events()
+    assert {e["evse"]["id"] for e in events} == {2}
+    assert [(e["eventType"], e["triggerReason"]) for e in events] == [
+        ("Started", "CablePluggedIn"),
+        ("Updated", "Authorized"),
+        ("Ended", "StopAuthorized"),
+    ]
