@@ -303,9 +303,9 @@ async def test_power_loss_resumes_the_transaction_when_the_ev_still_charges(
         async with bridge_process(path, log):
             await csms.wait_for("BootNotification", count=2, timeout=WAIT)
             await csms.wait_for("StatusNotification", count=2, timeout=WAIT)
-            await oem.wait_request("cs_contactor_status", 2)  # answered: closed
-            await settle()
-            await oem.pilot("C2")  # the OEM republishes its state: still charging
+            # The OEM republishes its state: the contactor closed, the EV charging.
+            await oem.contactor("closed")
+            await oem.pilot("C2")
             await csms.wait_events(5)
             await settle(1)
             assert [e["eventType"] for e in unique(csms.events())].count("Ended") == 0
@@ -359,9 +359,8 @@ async def test_power_loss_while_offline_keeps_the_queued_events_and_their_order(
         async with Csms(port=port) as csms, bridge_process(path, log):
             await csms.wait_for("BootNotification", timeout=WAIT)
             await csms.wait_for("StatusNotification", timeout=WAIT)
-            await oem.wait_request("cs_contactor_status", 2)
-            await settle()
-            await oem.pilot("B2")  # republished: plugged in, not charging
+            await oem.contactor("closed")  # republished: the contactor still closed,
+            await oem.pilot("B2")  # plugged in, not charging
             await csms.wait_ended()
             await settle()
     before = check_events(

@@ -204,7 +204,7 @@ class EvseSession:
         # StopTxOnInvalidId false: the transaction stays, its Authorized stop point with it;
         # only the energy is limited or stopped.
         out = Outcome()
-        if settings.max_energy_on_invalid_id > 0 and energy_wh is not None:  # E05.FR.10
+        if settings.max_energy_on_invalid_id > 0 and energy_wh is not None:  # E05.FR.03
             tx.energy_limit = energy_wh + settings.max_energy_on_invalid_id
             self._event(out, "Updated", "Deauthorized")
             return out
