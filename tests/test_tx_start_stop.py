@@ -120,7 +120,7 @@ def expected_session(start: str, stop: str) -> list[Event]:
 
 @pytest.mark.parametrize("stop", STOP_POINTS)
 @pytest.mark.parametrize("start", START_POINTS)
-async def test_e01_e06_start_and_stop_points(
+async def test_e01_e06_e07_start_and_stop_points(
     tmp_path: Path, broker: Broker, start: str, stop: str
 ) -> None:
     points = {"TxCtrlr.TxStartPoint": start, "TxCtrlr.TxStopPoint": stop}

@@ -104,8 +104,6 @@ class TxConnection(StationConnection):
             csms._reject(self.id, str(msg.action), "request", str(error.code), str(error))
         answer = csms.answers[str(msg.action)](payload)
         await csms._notify()
-        if csms.hold_answers:
-            await csms.release.wait()
         await self._send(CallResult(msg.unique_id, answer, msg.action).to_json())
 
 
@@ -120,8 +118,6 @@ class Csms(DemoCsms):
         self.unknown: Data = {"status": "Accepted"}
         # IdTokenInfo in TransactionEventResponse, by idToken, when it differs from Authorize's.
         self.tx_tokens: dict[str, Data] = {}
-        self.hold_answers = False
-        self.release = asyncio.Event()
         self.answers: dict[str, Callable[[Data], Data]] = {
             "Authorize": self._authorize,
             "TransactionEvent": self._transaction_event,
