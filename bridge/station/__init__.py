@@ -20,7 +20,7 @@ from bridge.rpc import ERROR_CODES, CallError, CallResult, NoAnswer, OcppError, 
 from bridge.rpc.request import Request
 from bridge.station.actions import OWNED, forwarded
 from bridge.station.authorization import Authorization
-from bridge.station.availability import Availability, evse_condition
+from bridge.station.availability import FAULTS, Availability, evse_condition
 from bridge.station.configuration import apply_configuration
 from bridge.station.connectivity import Connectivity, Target
 from bridge.station.connector_lock import ConnectorLock
@@ -133,6 +133,7 @@ class Station:
         self.reservations.registration = self.registration
         self.reservations.in_use = self._evse_in_use
         self.transactions.reservations = self.reservations
+        self.registration.on_accepted.append(self.transactions.boot_accepted)
         self.reports = Reports(dm, self.queue, self.clock)
         self.transaction_status = TransactionStatus(self.transactions, QueueTable(store))
         self.remote_control = RemoteControl(
@@ -400,7 +401,9 @@ class Station:
             "timestamp": now,
             "trigger": "Alerting",
             "actualValue": "true",
-            "techCode": str(entry.get("status_code", "rcd_error"))[:50],
+            "techCode": str(entry.get("status_code"))[:50]
+            if entry.get("status_code") in FAULTS
+            else "rcd_error",
             "eventNotificationType": "HardWiredNotification",
             "component": {"name": "EVSE", "evse": {"id": evse}},
             "variable": {"name": "Problem"},

@@ -28,6 +28,9 @@ START_TRIGGER: Final = {
 }
 START_POINTS: Final = tuple(START_TRIGGER)
 STOP_POINTS: Final = tuple(p for p in START_POINTS if p != "DataSigned")
+# Stop points that a stop by the driver or the CSMS makes fall at once: the transaction ends
+# with the stop itself.
+ENERGY_STOP_POINTS: Final = frozenset({"Authorized", "PowerPathClosed", "EnergyTransfer"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ class TxEvent:
     remote_start_id: int | None = None
     meter_context: str | None = None  # Transaction.Begin / Transaction.End sample wanted
     snapshot: dict[str, Any] | None = None  # the transaction after this event (None: ended)
+    tx_token: dict[str, Any] | None = None  # the token that authorized the transaction
 
 
 @dataclass(slots=True)
@@ -158,11 +162,18 @@ class EvseSession:
         return self._evaluate(settings, trigger)
 
     def deauthorized(
-        self, settings: TxSettings, trigger: str = "StopAuthorized", reason: str = "Local"
+        self,
+        settings: TxSettings,
+        trigger: str = "StopAuthorized",
+        reason: str = "Local",
+        token: dict[str, Any] | None = None,
     ) -> Outcome:
         """The driver (E07, C09), the CSMS (RemoteStop) or EVConnectionTimeOut (E03) took the
-        authorization away: the transaction ends now when Authorized is a stop point, else at
-        its next stop point; the OEM is asked to stop charging."""
+        authorization away: the transaction ends now when Authorized is a stop point, or when
+        its stop points are the energy transfer this stop ends (E06.FR.06, E06.FR.07: one
+        Ended StopAuthorized); else at its next stop point (the cable). The OEM is asked to
+        stop charging. `token`: the IdToken that ended the authorization, sent in that event
+        (E07.FR.02)."""
         self.token = None
         out = Outcome(stop_charging=self.contactor)
         tx = self.transaction
@@ -170,25 +181,30 @@ class EvseSession:
             return out
         tx.authorized = False
         tx.stop_reason = tx.stop_reason or reason
-        if "Authorized" in settings.stop_points or not self._stop_point_reachable(settings):
-            self._end(out, trigger, tx.stop_reason)
+        stop_points = set(settings.stop_points)
+        ends_now = "Authorized" in stop_points or stop_points <= ENERGY_STOP_POINTS
+        if ends_now or not self._stop_point_reachable(settings):
+            self._end(out, trigger, tx.stop_reason, token)
             return out
-        self._event(out, "Updated", trigger)
+        self._event(out, "Updated", trigger, id_token=token)
         return out
 
     def invalid_token(self, settings: TxSettings, energy_wh: float | None) -> Outcome:
         """The CSMS says the transaction's token is not Accepted (E05, C StopTxOnInvalidId)."""
         tx = self.transaction
-        self.token = None
         if tx is None:
+            self.token = None
             return Outcome()
-        tx.authorized = False
         if settings.stop_on_invalid_id:  # E05.FR.09
+            self.token = None
+            tx.authorized = False
             out = Outcome(stop_charging=self.contactor)
             self._end(out, "Deauthorized", "DeAuthorized")
             return out
+        # StopTxOnInvalidId false: the transaction stays, its Authorized stop point with it;
+        # only the energy is limited or stopped.
         out = Outcome()
-        if settings.max_energy_on_invalid_id > 0 and energy_wh is not None:  # E05.FR.10
+        if settings.max_energy_on_invalid_id > 0 and energy_wh is not None:  # E05.FR.03
             tx.energy_limit = energy_wh + settings.max_energy_on_invalid_id
             self._event(out, "Updated", "Deauthorized")
             return out
@@ -231,10 +247,10 @@ class EvseSession:
         tx = self.transaction
         if tx is None or not faulted:
             return self._evaluate(settings, "AbnormalCondition", out) if tx else out
+        out.stop_charging = self.contactor  # whatever the OEM did already: no energy now
         if {"PowerPathClosed", "EnergyTransfer"} & set(settings.stop_points):
             self._end(out, "AbnormalCondition", reason)
         else:
-            out.stop_charging = self.contactor
             self._event(out, "Updated", "AbnormalCondition", charging_state="SuspendedEVSE")
         return out
 
@@ -245,6 +261,13 @@ class EvseSession:
             self._end(out, trigger, reason)
         self.token = None
         return out
+
+    def start_allowed(self, settings: TxSettings) -> Outcome:
+        """Starting became allowed (the boot accepted with TxBeforeAcceptedEnabled false): a
+        start point that already holds starts the transaction now."""
+        if self.transaction is not None:
+            return Outcome()
+        return self._evaluate(settings, "Trigger")
 
     def connection_timeout(self) -> Outcome:
         """EVConnectionTimeOut passed since the authorization (E03): without an EV, the
@@ -304,7 +327,7 @@ class EvseSession:
             "EVConnected": self.connected,
             "Authorized": self.token is not None,
             "DataSigned": self.signed,
-            "PowerPathClosed": self.contactor,
+            "PowerPathClosed": self.connected and self.contactor,  # to the EV: none unplugged
             "EnergyTransfer": self.connected and self.contactor and self.ev_ready,
         }
 
@@ -335,14 +358,14 @@ class EvseSession:
             if now[point] and point not in tx.reached:
                 tx.reached.append(point)
         fallen = [p for p in tx.reached if p in settings.stop_points and not now[p]]
-        if fallen and not self.recovering:
+        if fallen:
             reason = tx.stop_reason or _stopped_reason(fallen[0], self)
             self._end(out, trigger, reason)
             return out
         state = self.charging_state()
         token_news = tx.authorized and not tx.token_sent
         if force or state != tx.charging_state or token_news or trigger == "CablePluggedIn":
-            self._event(out, "Updated", trigger)
+            self._event(out, "Updated", trigger, report_state=force)
         return out
 
     def _start(self, out: Outcome, settings: TxSettings, trigger: str) -> None:
@@ -366,15 +389,19 @@ class EvseSession:
         charging_state: str | None = None,
         meter_context: str | None = None,
         stopped_reason: str | None = None,
+        id_token: dict[str, Any] | None = None,
+        report_state: bool = False,
     ) -> None:
         tx = self.transaction
         assert tx is not None
         state = charging_state or self.charging_state()
-        changed = state if state != tx.charging_state or event_type == "Started" else None
+        report = report_state or event_type == "Started" or state != tx.charging_state
+        changed = state if report else None
         tx.charging_state = state
-        token = None
-        if tx.authorized and not tx.token_sent and tx.id_token is not None:
-            token, tx.token_sent = tx.id_token, True
+        token = id_token  # E07.FR.02: the token that ended the authorization
+        first = token is None and tx.authorized and not tx.token_sent and tx.id_token is not None
+        if first:
+            token, tx.token_sent = tx.id_token, True  # once, after the authorization
         seq_no, tx.seq_no = tx.seq_no, tx.seq_no + 1
         out.events.append(
             TxEvent(
@@ -387,16 +414,26 @@ class EvseSession:
                 token,
                 stopped_reason,
                 # F02.FR.01: remoteStartId in the event that first carries the remote token.
-                tx.remote_start_id if token is not None or event_type == "Started" else None,
+                tx.remote_start_id if first or event_type == "Started" else None,
                 meter_context,
                 None if event_type == "Ended" else tx.to_json(),
+                tx.id_token,
             )
         )
 
-    def _end(self, out: Outcome, trigger: str, reason: str) -> None:
+    def _end(
+        self, out: Outcome, trigger: str, reason: str, token: dict[str, Any] | None = None
+    ) -> None:
         tx = self.transaction
         assert tx is not None
-        self._event(out, "Ended", trigger, meter_context="Transaction.End", stopped_reason=reason)
+        self._event(
+            out,
+            "Ended",
+            trigger,
+            meter_context="Transaction.End",
+            stopped_reason=reason,
+            id_token=token,
+        )
         self.transaction = None
         self.token = None
         self.signed = False
@@ -407,8 +444,8 @@ class EvseSession:
 
 def _stopped_reason(point: str, session: EvseSession) -> str:
     """StoppedReasonEnumType for a stop point that fell without an earlier decision."""
-    if point in ("EVConnected", "ParkingBayOccupancy"):
-        return "EVDisconnected"
+    if point in ("EVConnected", "ParkingBayOccupancy") or not session.connected:
+        return "EVDisconnected"  # also the power path and energy transfer of an unplugged EV
     if point == "Authorized":
         return "DeAuthorized"
     if point == "EnergyTransfer" and session.contactor and not session.ev_ready:

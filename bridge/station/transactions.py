@@ -164,6 +164,12 @@ class Transactions:
             self.effects.add(Schedule(RECOVERY_WAIT, RECOVERY_SECONDS))
         self.schedule_aligned()
 
+    def boot_accepted(self) -> None:
+        """The CSMS accepted the boot: what waited for it (TxBeforeAcceptedEnabled false)
+        starts now."""
+        for evse, session in self.sessions.items():
+            self._apply(evse, session.start_allowed(self.settings(evse)))
+
     # --- session inputs from the OEM
 
     def cp_status(self, evse: int, connector: int, state: str) -> None:
@@ -190,7 +196,13 @@ class Transactions:
         session = self.sessions[evse]
         if status == "error":
             log.warning("EVSE %d: the OEM reports a contactor error", evse)
-        self._apply(evse, session.contactor_changed(self.settings(evse), status == "closed"))
+        settings = self.settings(evse)
+        self._apply(evse, session.contactor_changed(settings, status == "closed"))
+        waiting = session.transaction is None and session.contactor and not session.signed
+        if waiting and "DataSigned" in settings.start_points:
+            # E01.FR.04: the meter signs the reading at the start of the energy transfer; the
+            # transaction starts when that signed reading is here.
+            self._ask_meter(evse, f"signed:{evse}")
 
     def fault(self, evse: int, faulted: bool, code: str) -> None:
         reason = "EmergencyStop" if code == "evse_emergency_shutdown" else "Other"
@@ -219,7 +231,9 @@ class Transactions:
             stopping = await self._group_stop_target(token)
         if stopping is not None:
             log.info("EVSE %d: stopped by token (E07)", stopping.evse)
-            self._apply(stopping.evse, stopping.deauthorized(self.settings(stopping.evse)))
+            self._apply(
+                stopping.evse, stopping.deauthorized(self.settings(stopping.evse), token=token)
+            )
             await self.settled(stopping.evse)
             return {"status": "accepted"}
         target = self._target(evse)
@@ -231,7 +245,8 @@ class Transactions:
             info = await self.authorize(token)
             group = info.get("groupIdToken") if info else None
             if tx.group is not None and group is not None and _same(group, tx.group):
-                self._apply(target.evse, target.deauthorized(self.settings(target.evse)))
+                settings = self.settings(target.evse)
+                self._apply(target.evse, target.deauthorized(settings, token=token))
                 await self.settled(target.evse)
                 return {"status": "accepted"}
             return {"status": "rejected"}
@@ -258,7 +273,8 @@ class Transactions:
         if token["type"] == "NoAuthorization" or not dm.bool_value("AuthCtrlr.Enabled"):
             return {"status": ACCEPTED}
         online = self.queue.connected and self.queue.accepted
-        if dm.bool_value("AuthCtrlr.LocalPreAuthorize"):  # C12.FR.02, C14.FR.02
+        # LocalPreAuthorize is for online: offline, LocalAuthorizeOffline decides (offline_info).
+        if online and dm.bool_value("AuthCtrlr.LocalPreAuthorize"):  # C12.FR.02, C14.FR.02
             known = self.authorization.known(token)
             if known is not None and known.info.get("status") == ACCEPTED:
                 return known.info
@@ -398,6 +414,10 @@ class Transactions:
         elif kind == "sample":
             evse_text, transaction_id, context, _ = rest.split(":", 3)
             self._sampled(int(evse_text), transaction_id, context, data)
+        elif kind == "signed":
+            session = self.sessions[int(rest)]
+            if data is not None and data.get("signed_meter_values") and session.contactor:
+                self._apply(session.evse, session.signed_data(self.settings(session.evse)))
         elif kind == "idle":
             self._idle_meter_values(int(rest.split(":")[0]), data)
         elif kind == "contactor":
@@ -534,7 +554,9 @@ class Transactions:
             "transactionInfo": info,
             "evse": {"id": evse, "connectorId": event.connector},
         }
-        if not (self.queue.connected and self.queue.accepted):
+        if not self.queue.connected:
+            # Offline: no CSMS connection. A station whose boot is Pending is online: its
+            # events wait for the Accepted boot but did not happen offline.
             payload["offline"] = True
         if event.id_token is not None:
             payload["idToken"] = event.id_token
@@ -569,6 +591,7 @@ class Transactions:
         """Until this EVSE's events are all queued (each waits at most for one OEM answer)."""
         if self._held[evse]:
             event = self._settled.setdefault(evse, asyncio.Event())
+            self.effects.flush()  # the meter_values requests they wait for go out now
             await event.wait()
 
     def _release(self, pending: Pending) -> None:
@@ -592,7 +615,7 @@ class Transactions:
                 "evse_id": self.evse_name(evse),
                 "status": status,
             }
-            token = (event.snapshot or {}).get("id_token") or event.id_token
+            token = event.tx_token
             if token is not None and token.get("type") in SESSION_TYPES:
                 if token.get("idToken"):
                     data["id_token"] = token["idToken"][:36]
