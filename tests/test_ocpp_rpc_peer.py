@@ -167,7 +167,13 @@ async def test_strict_ocpp_rpc_csms_sees_no_schema_violation(tmp_path: Path) -> 
     assert tuple(summary["statuses"][-1][:2]) == CONNECTORS[-1]
     assert received["Heartbeat"] >= 3  # the triggered one and two periodic ones
     assert summary["unexpected"] == []
-    assert set(received) == {"BootNotification", "StatusNotification", "Heartbeat", "NotifyReport"}
+    assert set(received) == {
+        "BootNotification",
+        "StatusNotification",
+        "Heartbeat",
+        "NotifyReport",
+        "SecurityEventNotification",  # A04: StartupOfTheDevice
+    }
 
     # GetVariables: every attribute status the request provokes
     responses = summary["responses"]
@@ -290,9 +296,10 @@ async def test_strict_ocpp_rpc_csms_sees_no_schema_violation_in_a_charging_sessi
     assert len({e["transactionId"] for e in events}) == 1
     assert [e["seqNo"] for e in events] == list(range(len(events)))
     assert not any(e["offline"] for e in events)
-    assert [e["idToken"] for e in events if e["idToken"]] == [
-        {"idToken": DEFAULT_TOKEN, "type": "ISO14443"}
-    ]
+    # once after the authorization, and in the Ended the same token made (E07.FR.02)
+    token = {"idToken": DEFAULT_TOKEN, "type": "ISO14443"}
+    assert [e["idToken"] for e in events if e["idToken"]] == [token, token]
+    assert events[-1]["idToken"] == token
     triggers = {e["triggerReason"] for e in events}
     assert {"CablePluggedIn", "Authorized", "ChargingStateChanged"} <= triggers
     assert {"MeterValuePeriodic", "MeterValueClock"} <= triggers  # J02, J01

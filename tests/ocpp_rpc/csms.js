@@ -418,6 +418,7 @@ const STATION_CALLS = {
         return {};
     },
     Heartbeat: () => ({ currentTime: new Date().toISOString() }),
+    SecurityEventNotification: () => ({}), // A04: StartupOfTheDevice at every start
     Authorize: params => {
         summary.authorizations.push(params.idToken);
         return { idTokenInfo: { status: 'Accepted' } };
