@@ -55,7 +55,6 @@ class Bridge:
             on_connected=self._mqtt_connected,
         )
         self.station.ask_oem = self.link.request
-        self.station.effects.run_now = lambda: self.execute(self.station.take_effects())
         self.csms = CsmsLink(self.station, self.execute)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []

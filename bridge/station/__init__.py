@@ -389,26 +389,10 @@ class Station:
             self.transactions.fault(evse, state == "Faulted", str(entry.get("status_code")))
             if self.registration.accepted and self.queue.connected:
                 self.registration.send_statuses(changed)
-                if state == "Faulted":
-                    self.queue.put("NotifyEvent", self._problem_event(evse, entry), "event")
+                if state == "Faulted":  # the EVSE's Problem (N07)
+                    code = entry.get("status_code")
+                    self._notify(evse, str(code) if code in FAULTS else "rcd_error", None, None)
         self.reservations.availability_changed()  # H01.FR.16: Removed when faulted
-
-    def _problem_event(self, evse: int, entry: dict[str, Any]) -> dict[str, Any]:
-        now = self.clock.timestamp()
-        self._event_id += 1
-        event: dict[str, Any] = {
-            "eventId": self._event_id,
-            "timestamp": now,
-            "trigger": "Alerting",
-            "actualValue": "true",
-            "techCode": str(entry.get("status_code"))[:50]
-            if entry.get("status_code") in FAULTS
-            else "rcd_error",
-            "eventNotificationType": "HardWiredNotification",
-            "component": {"name": "EVSE", "evse": {"id": evse}},
-            "variable": {"name": "Problem"},
-        }
-        return {"generatedAt": now, "seqNo": 0, "eventData": [event]}
 
     # --- the OEM's session requests
 

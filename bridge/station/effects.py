@@ -63,19 +63,11 @@ class Effects:
 
     items: list[Effect] = field(default_factory=list)
     notify: Callable[[], None] | None = None
-    # Set by the driver: carry out the effects added so far, now. A handler that awaits the
-    # outcome of its own effect (an OEM answer) calls `flush` first, so that it does not depend
-    # on the loop running `notify`'s callback before it waits.
-    run_now: Callable[[], None] | None = None
 
     def add(self, effect: Effect) -> None:
         self.items.append(effect)
         if self.notify is not None:
             self.notify()
-
-    def flush(self) -> None:
-        if self.run_now is not None and self.items:
-            self.run_now()
 
     def take(self) -> list[Effect]:
         items, self.items = self.items, []

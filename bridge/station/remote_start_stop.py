@@ -151,13 +151,7 @@ class RemoteStartStop:
         start = self._starts.get(key)
         if start is None:
             return
-        data: dict[str, Any] = {
-            "evse_id": self.transactions.evse_name(start.evse),
-            "token_type": "central",
-        }
-        if start.token.id_token.get("idToken"):
-            data["id_token"] = str(start.token.id_token["idToken"])[:36]
-        self.effects.add(AskOem("process_authorized_token", data, key))
+        self.effects.add(AskOem("process_authorized_token", self._token_data(start), key))
 
     def oem_answered(self, key: str, reply: OemReply) -> bool:
         """process_authorized_token answered (or not: then accepted, SESSION_API.md)."""
@@ -174,12 +168,17 @@ class RemoteStartStop:
             log.info("remote start %s: EVSE %d is no longer free", key, start.evse)
             return True
         self.transactions.remote_authorized(session, start.token)
+        self.effects.add(
+            Publish("authorization", {**self._token_data(start), "status": "accepted"})
+        )
+        return True
+
+    def _token_data(self, start: RemoteStart) -> dict[str, Any]:
+        """The session API's token fields of a remote start (token_type central)."""
         data: dict[str, Any] = {
             "evse_id": self.transactions.evse_name(start.evse),
             "token_type": "central",
-            "status": "accepted",
         }
         if start.token.id_token.get("idToken"):
             data["id_token"] = str(start.token.id_token["idToken"])[:36]
-        self.effects.add(Publish("authorization", data))
-        return True
+        return data

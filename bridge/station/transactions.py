@@ -591,7 +591,6 @@ class Transactions:
         """Until this EVSE's events are all queued (each waits at most for one OEM answer)."""
         if self._held[evse]:
             event = self._settled.setdefault(evse, asyncio.Event())
-            self.effects.flush()  # the meter_values requests they wait for go out now
             await event.wait()
 
     def _release(self, pending: Pending) -> None:
