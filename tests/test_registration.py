@@ -33,7 +33,7 @@ class FakeClock:
 class Harness:
     """A station over an in-memory store and a fake clock, with a pretend CSMS connection."""
 
-    def __init__(self, tmp_path: Path, evses: str = "[1, 1]") -> None:
+    def __init__(self, tmp_path: Path, evses: str = "[1, 1]", store: Store | None = None) -> None:
         settings = load_settings(
             write_config(
                 tmp_path / "bridge.toml",
@@ -45,7 +45,8 @@ class Harness:
             )
         )
         self.clock = FakeClock()
-        self.station = Station(settings, Store(":memory:"), monotonic=self.clock)
+        store = Store(":memory:") if store is None else store
+        self.station = Station(settings, store, monotonic=self.clock)
         self.target = self.station.connectivity.next_target()
         assert isinstance(self.target, Target)
 

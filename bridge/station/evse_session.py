@@ -306,7 +306,6 @@ class EvseSession:
             self._evaluate(settings, "ChargingStateChanged", out, force=True)
             return out
         out.stop_charging = self.contactor
-        self.contactor = False  # the power went: the contactor opened with it
         self._end(out, "AbnormalCondition", "PowerLoss")
         self.token = None
         return out

@@ -112,6 +112,10 @@ class Transactions:
         self._keys = itertools.count(1)
         self._authorizing: Correlator[Outcome] = Correlator()
         self._settled: dict[int, asyncio.Event] = {}
+        # After a restart: the EVSEs whose contactor the OEM was asked and has not answered;
+        # a restored transaction is decided when both its pilot state and that answer are in.
+        self._contactor_unknown: set[int] = set()
+        self._pilot_seen: dict[int, bool] = {}
         # Told after every Ended event is queued (scheduled resets and availability changes).
         self.on_ended: list[Callable[[int], None]] = []
         for evse, state in store.open_transactions().items():
@@ -155,6 +159,8 @@ class Transactions:
         """The bridge runs: ask each EVSE's contactor; end restored transactions that the OEM
         does not show charging within a while (power loss)."""
         for evse in self.sessions:
+            if self.sessions[evse].recovering:
+                self._contactor_unknown.add(evse)
             self.effects.add(
                 AskOem(
                     "cs_contactor_status", {"evse_id": self.evse_name(evse)}, f"contactor:{evse}"
@@ -182,9 +188,9 @@ class Transactions:
         if session.recovering:
             session.connected, session.ev_ready = connected, ready
             session.connector = connector
-            self._apply(evse, session.recover(settings, charging=ready))
-            if session.transaction is not None:  # resumed: TxUpdatedInterval samples go on
-                self._schedule_sample(evse)
+            self._pilot_seen[evse] = ready
+            if evse not in self._contactor_unknown:
+                self._recover(evse, charging=ready)
             return
         self._apply(evse, session.plugged(settings, connected, connector))
         if connected:
@@ -198,6 +204,7 @@ class Transactions:
             log.warning("EVSE %d: the OEM reports a contactor error", evse)
         settings = self.settings(evse)
         self._apply(evse, session.contactor_changed(settings, status == "closed"))
+        self._contactor_known(evse)
         waiting = session.transaction is None and session.contactor and not session.signed
         if waiting and "DataSigned" in settings.start_points:
             # E01.FR.04: the meter signs the reading at the start of the energy transfer; the
@@ -358,12 +365,26 @@ class Transactions:
         elif name == "aligned":
             self._aligned()
         elif name == RECOVERY_WAIT:
+            self._contactor_unknown.clear()
             for evse, session in self.sessions.items():
                 if session.recovering:
-                    self._apply(evse, session.recover(self.settings(evse), charging=False))
+                    self._recover(evse, charging=False)
         else:
             return False
         return True
+
+    def _contactor_known(self, evse: int) -> None:
+        self._contactor_unknown.discard(evse)
+        if self.sessions[evse].recovering and evse in self._pilot_seen:
+            self._recover(evse, charging=self._pilot_seen[evse])
+
+    def _recover(self, evse: int, charging: bool) -> None:
+        """Resume or end (PowerLoss) the transaction restored on `evse`."""
+        self._pilot_seen.pop(evse, None)
+        session = self.sessions[evse]
+        self._apply(evse, session.recover(self.settings(evse), charging=charging))
+        if session.transaction is not None:  # resumed: TxUpdatedInterval samples go on
+            self._schedule_sample(evse)
 
     def _schedule_sample(self, evse: int) -> None:
         interval = self.device_model.int_value("SampledDataCtrlr.TxUpdatedInterval")
@@ -423,6 +444,8 @@ class Transactions:
         elif kind == "contactor":
             if data is not None:
                 self.contactor(int(rest), data["status"])
+            else:  # no answer: the contactor as last known
+                self._contactor_known(int(rest))
         elif kind == "stop":
             if data is not None and data.get("status") != "accepted":
                 log.warning("EVSE %s: the OEM refused stop_charging", rest)
