@@ -124,3 +124,18 @@ def test_the_ev_still_charging_resumes_once_the_contactor_is_known(tmp_path: Pat
     (resumed,) = events(h)
     assert (resumed["eventType"], resumed["triggerReason"]) == ("Updated", "ChargingStateChanged")
     assert resumed["seqNo"] == 4
+
+
+def test_the_first_pilot_state_after_the_restart_decides(tmp_path: Path) -> None:
+    """The EV charged when the bridge came back (C2), then paused (B2) before the OEM's
+    contactor answer: the session went on, so the transaction resumes, reporting SuspendedEV."""
+    h, key = restarted(tmp_path)
+    h.station.cp_status({"evse_id": "1", "connector_id": 1, "state": "C2"})
+    h.station.cp_status({"evse_id": "1", "connector_id": 1, "state": "B2"})
+    assert events(h) == []
+    closed = OemAnswer("cs_contactor_status", {"evse_id": "1", "status": "closed"})
+    h.station.oem_answered(key, closed)
+    without_meter(h, h.station.take_effects())
+    (resumed,) = events(h)
+    assert resumed["eventType"] == "Updated"
+    assert resumed["transactionInfo"]["chargingState"] == "SuspendedEV"

@@ -188,7 +188,9 @@ class Transactions:
         if session.recovering:
             session.connected, session.ev_ready = connected, ready
             session.connector = connector
-            self._pilot_seen[evse] = ready
+            # The first state after the restart decides (later ones while the contactor is
+            # still unknown are the session going on: the resumed event reports the latest).
+            self._pilot_seen.setdefault(evse, ready)
             if evse not in self._contactor_unknown:
                 self._recover(evse, charging=ready)
             return
