@@ -41,10 +41,19 @@ async def test_p01_a_data_transfer_the_csms_sends_before_the_boot_is_accepted_is
         assert error.value.code == "SecurityError"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status": "Accepted", "data": {"tariff": "applied", "items": [1, 2]}},
+        {"status": "Rejected"},
+        {"status": "UnknownMessageId"},
+        {"status": "UnknownVendorId"},
+    ],
+)
 async def test_p01_with_delegate_the_oem_answers_the_csms_data_transfer(
-    tmp_path: Path, broker: Broker, oem: Oem
+    tmp_path: Path, broker: Broker, oem: Oem, answer: dict[str, Any]
 ) -> None:
-    answer = {"status": "Accepted", "data": {"tariff": "applied", "items": [1, 2]}}
+    """Each DataTransferStatus the OEM's implementation gives reaches the CSMS as is."""
     async with (
         DemoCsms() as csms,
         bridge_with(tmp_path, broker, csms.url, DELEGATED) as bridge,
