@@ -396,6 +396,16 @@ class Store:
                 (evse, transaction_id, jsontext.dumps(state)),
             )
 
+    def save_ended_values(self, evse: int, transaction_id: str, values: list[Any]) -> None:
+        """Only the TxEndedInterval samples of a saved transaction (the rest is as of its last
+        event)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE evse_transaction SET state = json_set(state, '$.ended_values', json(?)) "
+                "WHERE evse = ? AND transaction_id = ?",
+                (jsontext.dumps(values), evse, transaction_id),
+            )
+
     def delete_transaction(self, evse: int) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM evse_transaction WHERE evse = ?", (evse,))

@@ -123,6 +123,38 @@ async def test_j02_begin_periodic_and_end_samples_with_exactly_the_configured_me
     assert all(p == 11000 for p in power)  # the OEM's own power value, never computed
 
 
+async def test_j02_tx_ended_interval_samples_ride_in_the_ended_event(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """SampledDataCtrlr.TxEndedInterval: a sample of TxEndedMeasurands every interval from the
+    start, sent only in the Ended event (context Sample.Periodic), before its Transaction.End
+    value; nothing extra is sent while the transaction runs."""
+    points = {
+        "TxCtrlr.TxStartPoint": "EVConnected",
+        "SampledDataCtrlr.TxEndedInterval": "1",
+        "AlignedDataCtrlr.TxEndedInterval": "0",
+    }
+    async with station(tmp_path, broker, points) as s:
+        await s.oem.plug()
+        assert await s.oem.present() == "accepted"
+        await s.oem.charge()
+        await settle(2.6)
+        assert await s.oem.present() == "accepted"
+        (ended,) = await s.csms.wait_ended()
+    events = s.csms.events()
+    assert [e["triggerReason"] for e in events if e["triggerReason"].startswith("MeterValue")] == []
+    meter = shape(ended).meter
+    sampled = ("Sample.Periodic", END[1])  # with TxEndedMeasurands
+    assert len(meter) >= 3
+    assert meter[-1] == END
+    assert set(meter[:-1]) == {sampled}
+    times = [moment(v["timestamp"]) for v in ended["meterValue"]]
+    assert times == sorted(times)
+    readings = list(energies(ended))
+    assert readings == sorted(readings)
+    check_sampled_values(ended, signed_energy=False)
+
+
 async def test_j02_tx_updated_interval_zero_sends_no_periodic_samples(
     tmp_path: Path, broker: Broker
 ) -> None:

@@ -71,6 +71,8 @@ class Transaction:
     energy_start: float | None = None  # Wh at Transaction.Begin (MaxEnergyOnInvalidId)
     energy_limit: float | None = None  # Wh more allowed after an invalid id
     authorized: bool = False
+    # J02 / J01: meterValues sampled every TxEndedInterval for the Ended event.
+    ended_values: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +99,7 @@ class TxEvent:
     meter_context: str | None = None  # Transaction.Begin / Transaction.End sample wanted
     snapshot: dict[str, Any] | None = None  # the transaction after this event (None: ended)
     tx_token: dict[str, Any] | None = None  # the token that authorized the transaction
+    ended_values: tuple[dict[str, Any], ...] = ()  # an Ended event's TxEndedInterval samples
 
 
 @dataclass(slots=True)
@@ -418,6 +421,7 @@ class EvseSession:
                 meter_context,
                 None if event_type == "Ended" else tx.to_json(),
                 tx.id_token,
+                tuple(tx.ended_values) if event_type == "Ended" else (),
             )
         )
 

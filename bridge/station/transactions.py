@@ -65,6 +65,13 @@ AUTHORIZE: Final = "authorize"
 # that was open with PowerLoss (the OEM republishes its state when the bridge is ready).
 RECOVERY_WAIT: Final = "recover"
 RECOVERY_SECONDS: Final = 10.0
+# At most this many TxEndedInterval samples ride in one Ended event (a day at the default 60 s):
+# a longer transaction keeps its first ones, so the Ended message stays a size a CSMS takes.
+MAX_ENDED_VALUES: Final = 1440
+# The variables a clock-aligned timer depends on.
+ALIGNED_TIMING: Final = frozenset(
+    {"AlignedDataCtrlr.Interval", "AlignedDataCtrlr.Enabled", "AlignedDataCtrlr.TxEndedInterval"}
+)
 
 
 @dataclass(slots=True)
@@ -364,6 +371,13 @@ class Transactions:
                 self.effects.add(Publish("authorization", self._authorization_data(evse, had)))
         elif kind == "sample":
             self._ask_sample(int(rest), "Sample.Periodic")
+        elif kind == "ended":
+            self._schedule_ended_sample(int(rest))
+            self._ask_ended_sample(int(rest), "Sample.Periodic")
+        elif name == "ended_clock":
+            self.schedule_aligned("ended_clock")
+            for evse in self.sessions:
+                self._ask_ended_sample(evse, "Sample.Clock")
         elif name == "aligned":
             self._aligned()
         elif name == RECOVERY_WAIT:
@@ -387,20 +401,65 @@ class Transactions:
         self._apply(evse, session.recover(self.settings(evse), charging=charging))
         if session.transaction is not None:  # resumed: TxUpdatedInterval samples go on
             self._schedule_sample(evse)
+            self._schedule_ended_sample(evse)
 
     def _schedule_sample(self, evse: int) -> None:
         interval = self.device_model.int_value("SampledDataCtrlr.TxUpdatedInterval")
         if interval > 0 and self.device_model.bool_value("SampledDataCtrlr.Enabled"):
             self.effects.add(Schedule(f"sample:{evse}", float(interval)))
 
-    def schedule_aligned(self) -> None:
+    def _schedule_ended_sample(self, evse: int) -> None:
+        interval = self.device_model.int_value("SampledDataCtrlr.TxEndedInterval")
+        if interval > 0 and self.device_model.bool_value("SampledDataCtrlr.Enabled"):
+            self.effects.add(Schedule(f"ended:{evse}", float(interval)))
+
+    def schedule_aligned(self, *timers: str) -> None:
+        """The next clock-aligned samples (of `timers`, default both): AlignedDataCtrlr.Interval
+        ("aligned": MeterValues, or Updated events) and AlignedDataCtrlr.TxEndedInterval
+        ("ended_clock": kept for the Ended event)."""
         dm = self.device_model
-        interval = dm.int_value("AlignedDataCtrlr.Interval")
-        if interval > 0 and dm.bool_value("AlignedDataCtrlr.Enabled"):
-            wait = meter_values.seconds_to_aligned(self.clock.now().timestamp(), interval)
-            self.effects.add(Schedule("aligned", wait))
-        else:
-            self.effects.add(Cancel("aligned"))
+        enabled = dm.bool_value("AlignedDataCtrlr.Enabled")
+        now = self.clock.now().timestamp()
+        for timer, variable in (("aligned", "Interval"), ("ended_clock", "TxEndedInterval")):
+            if timers and timer not in timers:
+                continue
+            interval = dm.int_value(f"AlignedDataCtrlr.{variable}")
+            if interval > 0 and enabled:
+                wait = meter_values.seconds_to_aligned(now, interval)
+                self.effects.add(Schedule(timer, wait))
+            else:
+                self.effects.add(Cancel(timer))
+
+    def _ask_ended_sample(self, evse: int, context: str) -> None:
+        tx = self.sessions[evse].transaction
+        if tx is not None:
+            self._ask_meter(evse, f"ended:{evse}:{tx.transaction_id}:{context}:{next(self._keys)}")
+
+    def _ended_sampled(
+        self, evse: int, transaction_id: str, context: str, data: dict[str, Any] | None
+    ) -> None:
+        """Keep a TxEndedInterval sample for the Ended event, also across a restart (its
+        measurands: SampledDataCtrlr / AlignedDataCtrlr TxEndedMeasurands)."""
+        tx = self.sessions[evse].transaction
+        if data is None or tx is None or tx.transaction_id != transaction_id:
+            return
+        component = "AlignedDataCtrlr" if context == "Sample.Clock" else "SampledDataCtrlr"
+        measurands = meter_values.measurand_list(
+            self.device_model.value(f"{component}.TxEndedMeasurands")
+        )
+        value = meter_values.meter_value(data, measurands, context, data["timestamp"])
+        if value is None:
+            return
+        if len(tx.ended_values) >= MAX_ENDED_VALUES:
+            if len(tx.ended_values) == MAX_ENDED_VALUES:
+                log.warning(
+                    "EVSE %d: %d TxEndedInterval samples kept for the Ended event; no more",
+                    evse,
+                    MAX_ENDED_VALUES,
+                )
+            return
+        tx.ended_values.append(value)
+        self.store.save_ended_values(evse, transaction_id, tx.ended_values)
 
     def _ask_sample(self, evse: int, context: str) -> None:
         session = self.sessions[evse]
@@ -412,7 +471,7 @@ class Transactions:
         self._ask_meter(evse, key)
 
     def _aligned(self) -> None:
-        self.schedule_aligned()
+        self.schedule_aligned("aligned")
         idle_only = self.device_model.bool_value("AlignedDataCtrlr.SendDuringIdle")
         for evse, session in self.sessions.items():
             if session.transaction is not None:
@@ -437,6 +496,9 @@ class Transactions:
         elif kind == "sample":
             evse_text, transaction_id, context, _ = rest.split(":", 3)
             self._sampled(int(evse_text), transaction_id, context, data)
+        elif kind == "ended":
+            evse_text, transaction_id, context, _ = rest.split(":", 3)
+            self._ended_sampled(int(evse_text), transaction_id, context, data)
         elif kind == "signed":
             session = self.sessions[int(rest)]
             if data is not None and data.get("signed_meter_values") and session.contactor:
@@ -464,7 +526,7 @@ class Transactions:
                 data, pending.measurands, context, pending.payload["timestamp"]
             )
             if value is not None:
-                pending.payload["meterValue"] = [value]
+                pending.payload["meterValue"] = [*pending.payload.get("meterValue", ()), value]
             session = self.sessions[evse]
             if pending.event.event_type == "Started":
                 tx = session.transaction
@@ -543,9 +605,13 @@ class Transactions:
             self._hold(pending)
             if event.event_type == "Started":
                 self._schedule_sample(evse)
+                self._schedule_ended_sample(evse)
                 self.effects.add(Cancel(f"evconnect:{evse}"))
             elif event.event_type == "Ended":
                 self.effects.add(Cancel(f"sample:{evse}"))
+                self.effects.add(Cancel(f"ended:{evse}"))
+                if event.ended_values:  # J01, J02: the samples, then the Transaction.End value
+                    payload["meterValue"] = list(event.ended_values)
         if outcome.stop_charging:
             self.effects.add(
                 AskOem("stop_charging", {"evse_id": self.evse_name(evse)}, f"stop:{evse}")
@@ -626,7 +692,12 @@ class Transactions:
             if event.snapshot is None:
                 self.store.delete_transaction(evse)
             else:
-                self.store.save_transaction(evse, event.transaction_id, event.snapshot)
+                snapshot = event.snapshot
+                tx = self.sessions[evse].transaction
+                if tx is not None and tx.transaction_id == event.transaction_id:
+                    # samples taken since the event was made (it waited for its meter value)
+                    snapshot = {**snapshot, "ended_values": tx.ended_values}
+                self.store.save_transaction(evse, event.transaction_id, snapshot)
         if event.event_type == "Ended":
             for callback in self.on_ended:
                 callback(evse)
@@ -676,8 +747,13 @@ class Transactions:
                 if session.transaction is not None:
                     self.effects.add(Cancel(f"sample:{evse}"))
                     self._schedule_sample(evse)
-        elif variable.key in ("AlignedDataCtrlr.Interval", "AlignedDataCtrlr.Enabled"):
+        elif variable.key in ALIGNED_TIMING:
             self.schedule_aligned()
+        if variable.key in ("SampledDataCtrlr.TxEndedInterval", "SampledDataCtrlr.Enabled"):
+            for evse, session in self.sessions.items():
+                if session.transaction is not None:
+                    self.effects.add(Cancel(f"ended:{evse}"))
+                    self._schedule_ended_sample(evse)
 
     # --- remote control (bridge.station.remote_start_stop, remote_control)
 
