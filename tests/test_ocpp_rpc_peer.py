@@ -40,12 +40,15 @@ PRELOAD = (
     f'"DeviceDataCtrlr.ItemsPerMessage[GetReport]" = {ITEMS_PER_REPORT}\n'
 )
 # The charging session: a periodic sample and a clock-aligned one every second (the idle EVSE 2
-# sends its clock-aligned values as MeterValues, EVSE 1's transaction as TransactionEvents).
+# sends its clock-aligned values as MeterValues, EVSE 1's transaction as TransactionEvents), and
+# both kinds of TxEndedInterval sample every second for the Ended event.
 SESSION_PRELOAD = (
     '"OCPPCommCtrlr.RetryBackOffWaitMinimum" = 1\n'
     '"OCPPCommCtrlr.RetryBackOffRandomRange" = 0\n'
     '"SampledDataCtrlr.TxUpdatedInterval" = 1\n'
     '"AlignedDataCtrlr.Interval" = 1\n'
+    '"SampledDataCtrlr.TxEndedInterval" = 1\n'
+    '"AlignedDataCtrlr.TxEndedInterval" = 1\n'
 )
 
 
@@ -305,7 +308,9 @@ async def test_strict_ocpp_rpc_csms_sees_no_schema_violation_in_a_charging_sessi
     assert {"MeterValuePeriodic", "MeterValueClock"} <= triggers  # J02, J01
     assert "Charging" in {e["chargingState"] for e in events}
     assert events[0]["contexts"] == ["Transaction.Begin"]
-    assert events[-1]["contexts"] == ["Transaction.End"]
+    # the TxEndedInterval samples (J02 periodic, J01 clock-aligned), then Transaction.End
+    assert set(events[-1]["contexts"]) == {"Sample.Periodic", "Sample.Clock", "Transaction.End"}
+    assert events[-1]["contexts"][-1] == "Transaction.End"
     assert (events[-1]["triggerReason"], events[-1]["stoppedReason"]) == ("StopAuthorized", "Local")
 
     # J01: clock-aligned MeterValues outside a transaction (EVSE 2 never had one)

@@ -63,6 +63,10 @@ BASE_DEVICE_MODEL: Final[dict[str, str]] = {
     "SampledDataCtrlr.TxEndedMeasurands": "Energy.Active.Import.Register,Voltage",
     "SampledDataCtrlr.TxUpdatedInterval": "0",
     "AlignedDataCtrlr.Interval": "0",
+    # No TxEndedInterval samples (their clock-aligned ones fall on minute boundaries): tests
+    # that want them set the interval.
+    "SampledDataCtrlr.TxEndedInterval": "0",
+    "AlignedDataCtrlr.TxEndedInterval": "0",
     "AlignedDataCtrlr.Measurands": "Energy.Active.Import.Register,Frequency",
     "TxCtrlr.EVConnectionTimeOut": "60",
 }

@@ -255,8 +255,9 @@ def ended_arrived(csms: RawCsms) -> bool:
 
 
 def energy(event: Received) -> float | None:
-    """The Energy.Active.Import.Register of an event's meter value (None: it has none)."""
-    for meter_value in event.payload.get("meterValue", []):
+    """The Energy.Active.Import.Register of an event's last meter value (None: it has none;
+    an Ended event's last is its Transaction.End value, after any TxEndedInterval samples)."""
+    for meter_value in reversed(event.payload.get("meterValue", [])):
         for sampled in meter_value["sampledValue"]:
             if sampled.get("measurand") == "Energy.Active.Import.Register":
                 return float(sampled["value"])
